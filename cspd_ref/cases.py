@@ -1,0 +1,69 @@
+"""Test cases: a draft and a target (SPEC §5 contract), and the built-in examples.
+
+A sampler under test follows ``sampler(case, n, seed) -> (n, d)`` and must return samples whose
+law is exactly ``case.target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cspd_ref.distributions import GaussianMixture, require_mixture, require_same_event
+
+
+@dataclass(frozen=True)
+class Case:
+    """A draft/target pair of ``GaussianMixture``\\ s (batch shape ``()``), float64 parameters.
+
+    Attributes:
+        draft: the draft ``q``.
+        target: the target ``p``; a correct sampler's output follows it exactly.
+        name: a short label for reports.
+        tags: free-form labels (e.g. ``"equal_scales"``) used to pick which mutants apply.
+    """
+
+    draft: GaussianMixture
+    target: GaussianMixture
+    name: str = "case"
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        require_mixture(self.draft, "draft")
+        require_mixture(self.target, "target")
+        require_same_event(self.draft, self.target)
+        for label, dist in (("draft", self.draft), ("target", self.target)):
+            if dist.batch_shape != ():
+                raise ValueError(f"{label}: a Case holds single mixtures (batch shape ()), got "
+                                 f"{dist.batch_shape}")
+
+    @property
+    def dim(self) -> int:
+        """Event dimension d."""
+        return self.target.dim
+
+
+def demo_case() -> Case:
+    """The built-in 2-D case of ``cspd demo``: a 3-component target, a 2-component draft."""
+    target = GaussianMixture(
+        weights=[0.5, 0.3, 0.2],
+        means=[[0.0, 0.0], [2.0, 1.0], [-1.5, 2.0]],
+        scales=[[1.0, 0.6], [0.5, 0.8], [0.7, 0.7]],
+    )
+    draft = GaussianMixture(
+        weights=[0.6, 0.4],
+        means=[[0.3, 0.2], [1.5, 1.5]],
+        scales=[[1.2, 0.8], [0.9, 1.0]],
+    )
+    return Case(draft=draft, target=target, name="demo-2d-mixture")
+
+
+def equal_scale_gaussian_case(dim: int = 2, shift: float = 1.0) -> Case:
+    """Single Gaussians with equal unit scales and means ``shift / sqrt(d)`` apart per axis:
+    Mahalanobis distance ``shift``, so ``TV = 2 Phi(shift/2) - 1``."""
+    mean_shift = np.full(dim, shift / np.sqrt(dim))
+    draft = GaussianMixture([1.0], np.zeros((1, dim)), np.ones((1, dim)))
+    target = GaussianMixture([1.0], mean_shift[None, :], np.ones((1, dim)))
+    return Case(draft=draft, target=target, name=f"equal-scale-gaussians-d{dim}",
+                tags=("equal_scales", "single_gaussian"))

@@ -1,0 +1,321 @@
+"""Token distributions: diagonal Gaussian mixtures in float64 (SPEC §1).
+
+A ``GaussianMixture`` has parameters
+
+* ``weights`` of shape ``(*batch, K)`` — non-negative, summing to 1 over K,
+* ``means`` of shape ``(*batch, K, d)``,
+* ``scales`` of shape ``(*batch, K, d)`` — standard deviations (not variances), positive,
+
+and density ``p(x) = sum_k w_k prod_j N(x_j; mu_kj, s_kj^2)``. Following ``torch.distributions``,
+``batch_shape`` indexes independent distributions and ``event_shape == (d,)``. Everything is
+evaluated in log space: ``log_prob`` is a logsumexp over components and nothing exponentiates a
+density before a ratio is formed.
+
+The closed forms the statistical battery relies on:
+
+* the projection ``a . x`` of a mixture is the 1-D mixture with means ``mu_k . a`` and scales
+  ``sqrt(sum_j a_j^2 s_kj^2)`` (``project``);
+* the CDF of a 1-D mixture is ``sum_k w_k Phi((x - mu_k) / s_k)`` (``cdf``);
+* the conditional CDF of coordinate j given coordinates < j is
+  ``sum_k pi_k(x_<j) Phi((x_j - mu_kj) / s_kj)`` with posterior weights
+  ``pi_k ∝ w_k prod_{i<j} N(x_i; mu_ki, s_ki^2)`` (``conditional_cdf``); applying it to every j is
+  the Rosenblatt transform, which maps samples of the mixture to iid U(0, 1) (``rosenblatt``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import logsumexp, ndtr
+
+from cspd_ref.validation import (
+    FloatArray,
+    IntArray,
+    as_float64,
+    require_generator,
+    require_int,
+    require_open_unit_interval,
+    require_positive,
+    require_probability_vector,
+)
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class GaussianMixture:
+    """A (batch of) diagonal Gaussian mixture(s) in float64.
+
+    Args:
+        weights: ``(*batch, K)`` mixture weights, non-negative, summing to 1 (tolerance 1e-9).
+        means: ``(*batch, K, d)`` component means.
+        scales: ``(*batch, K, d)`` component standard deviations, strictly positive.
+        validate_args: check the arguments (SPEC §7). Internal code that builds mixtures from
+            already-validated parameters may pass False.
+
+    Raises:
+        ValueError: naming the argument, for NaN/inf, non-positive scales, weights that are
+            negative or do not sum to 1, or shapes that do not agree.
+    """
+
+    weights: FloatArray
+    means: FloatArray
+    scales: FloatArray
+
+    def __init__(self, weights: ArrayLike, means: ArrayLike, scales: ArrayLike, *,
+                 validate_args: bool = True) -> None:
+        if validate_args:
+            w = as_float64(weights, "weights", min_ndim=1)
+            m = as_float64(means, "means", min_ndim=2)
+            s = as_float64(scales, "scales", min_ndim=2)
+            if m.shape[:-1] != w.shape:
+                raise ValueError(
+                    f"means: expected shape {w.shape} + (d,) to match weights {w.shape}, "
+                    f"got {m.shape}"
+                )
+            if s.shape != m.shape:
+                raise ValueError(f"scales: expected shape {m.shape} (as means), got {s.shape}")
+            if m.shape[-1] < 1:
+                raise ValueError("means: the event dimension d must be at least 1")
+            if w.shape[-1] < 1:
+                raise ValueError("weights: at least one component is required")
+            require_positive(s, "scales")
+            require_probability_vector(w, "weights")
+        else:
+            w = np.asarray(weights, dtype=np.float64)
+            m = np.asarray(means, dtype=np.float64)
+            s = np.asarray(scales, dtype=np.float64)
+        self.weights = w
+        self.means = m
+        self.scales = s
+
+    # ----------------------------------------------------------------- shape information
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Shape of the batch of independent distributions (``weights.shape[:-1]``)."""
+        return tuple(self.weights.shape[:-1])
+
+    @property
+    def dim(self) -> int:
+        """Event dimension d."""
+        return int(self.means.shape[-1])
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components K."""
+        return int(self.weights.shape[-1])
+
+    @property
+    def is_single_gaussian(self) -> bool:
+        """True when K == 1 (a ``DiagGaussian``)."""
+        return self.n_components == 1
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(batch_shape={self.batch_shape}, K={self.n_components}, "
+                f"d={self.dim})")
+
+    # ----------------------------------------------------------------- batch manipulation
+    def index_batch(self, index: Any) -> GaussianMixture:
+        """The mixture(s) at ``index`` of the batch dimensions (numpy indexing)."""
+        return GaussianMixture(self.weights[index], self.means[index], self.scales[index],
+                               validate_args=False)
+
+    def expand(self, batch_shape: tuple[int, ...]) -> GaussianMixture:
+        """Broadcast to ``batch_shape`` (no copy of the parameters)."""
+        k, d = self.n_components, self.dim
+        return GaussianMixture(
+            np.broadcast_to(self.weights, (*batch_shape, k)),
+            np.broadcast_to(self.means, (*batch_shape, k, d)),
+            np.broadcast_to(self.scales, (*batch_shape, k, d)),
+            validate_args=False,
+        )
+
+    # ----------------------------------------------------------------- densities
+    def component_log_prob(self, x: ArrayLike) -> FloatArray:
+        """``log w_k + log N(x; mu_k, diag(s_k^2))`` for each component: shape ``(..., K)``.
+
+        ``x`` has shape ``(*sample, *batch, d)`` (or anything that broadcasts to it).
+        """
+        x = np.asarray(x, dtype=np.float64)
+        z = (x[..., None, :] - self.means) / self.scales
+        per_coordinate = -0.5 * z * z - np.log(self.scales) - HALF_LOG_TWO_PI
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights)
+        return per_coordinate.sum(axis=-1) + log_w
+
+    def log_prob(self, x: ArrayLike) -> FloatArray:
+        """``log p(x) = logsumexp_k(log w_k + sum_j log N(x_j; mu_kj, s_kj^2))``.
+
+        Args:
+            x: ``(*sample, *batch, d)`` points.
+
+        Returns:
+            ``(*sample, *batch)`` log-densities (float64).
+        """
+        return np.asarray(logsumexp(self.component_log_prob(x), axis=-1), dtype=np.float64)
+
+    # ----------------------------------------------------------------- sampling
+    def component_index_from_uniforms(self, component_uniforms: ArrayLike) -> IntArray:
+        """Inverse-CDF component choice: ``k = #{j < K-1 : u >= W_j}``, ``W`` the cumulative weights.
+
+        A zero-weight component is never chosen. ``component_uniforms`` has shape
+        ``(*sample, *batch)``.
+        """
+        u = np.asarray(component_uniforms, dtype=np.float64)
+        boundaries = np.cumsum(self.weights, axis=-1)[..., :-1]
+        return np.sum(u[..., None] >= boundaries, axis=-1).astype(np.int64)
+
+    def sample_from_noise(self, component_uniforms: ArrayLike, normals: ArrayLike) -> FloatArray:
+        """Samples as a pure function of explicit noise.
+
+        ``x = mu_k + s_k * z`` with ``k`` chosen by inverse CDF from ``component_uniforms``.
+
+        Args:
+            component_uniforms: ``(*sample, *batch)`` uniforms in [0, 1).
+            normals: ``(*sample, *batch, d)`` standard normals.
+
+        Returns:
+            ``(*sample, *batch, d)`` samples.
+        """
+        u = np.asarray(component_uniforms, dtype=np.float64)
+        z = np.asarray(normals, dtype=np.float64)
+        if z.shape != (*u.shape, self.dim):
+            raise ValueError(f"normals: expected shape {(*u.shape, self.dim)}, got {z.shape}")
+        k = self.component_index_from_uniforms(u)
+        full = (*u.shape, self.n_components, self.dim)
+        means = np.broadcast_to(self.means, full)
+        scales = np.broadcast_to(self.scales, full)
+        picked = k[..., None, None]
+        mu = np.take_along_axis(means, picked, axis=-2)[..., 0, :]
+        sd = np.take_along_axis(scales, picked, axis=-2)[..., 0, :]
+        return mu + sd * z
+
+    def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+        """Draw ``n`` samples: shape ``(n, *batch, d)``. The uniforms are drawn before the normals."""
+        n = require_int(n, "n")
+        rng = require_generator(rng)
+        u = rng.random((n, *self.batch_shape))
+        z = rng.standard_normal((n, *self.batch_shape, self.dim))
+        return self.sample_from_noise(u, z)
+
+    # ----------------------------------------------------------------- closed forms
+    def cdf(self, values: ArrayLike) -> FloatArray:
+        """CDF of a 1-D mixture: ``F(v) = sum_k w_k Phi((v - mu_k) / s_k)``.
+
+        Args:
+            values: scalars of shape ``(*sample, *batch)`` (no trailing event axis).
+
+        Raises:
+            ValueError: if the mixture is not 1-D (``d != 1``); project it first.
+        """
+        if self.dim != 1:
+            raise ValueError(f"values: cdf is defined for 1-D mixtures, this one has d={self.dim}; "
+                             "use project(direction) first")
+        v = np.asarray(values, dtype=np.float64)
+        z = (v[..., None] - self.means[..., 0]) / self.scales[..., 0]
+        return np.clip(np.sum(self.weights * ndtr(z), axis=-1), 0.0, 1.0)
+
+    def project(self, direction: ArrayLike) -> GaussianMixture:
+        """Law of ``a . x`` for ``x`` from this mixture: a 1-D mixture (SPEC §1).
+
+        Means ``mu_k . a``, scales ``sqrt(sum_j a_j^2 s_kj^2)``, same weights. The direction is
+        used as given (pass a unit vector for a "unit projection").
+        """
+        a = as_float64(direction, "direction", ndim=1)
+        if a.shape[0] != self.dim:
+            raise ValueError(f"direction: expected length {self.dim}, got {a.shape[0]}")
+        if not np.any(a != 0):
+            raise ValueError("direction: must not be the zero vector")
+        means = (self.means @ a)[..., None]
+        scales = np.sqrt((self.scales**2) @ (a**2))[..., None]
+        return GaussianMixture(self.weights, means, scales, validate_args=False)
+
+    def conditional_cdf(self, x: ArrayLike, j: int) -> FloatArray:
+        """CDF of coordinate ``j`` given coordinates ``< j``, evaluated at ``x[..., j]``.
+
+        ``sum_k pi_k Phi((x_j - mu_kj)/s_kj)``, ``pi_k ∝ w_k prod_{i<j} N(x_i; mu_ki, s_ki^2)``.
+        """
+        j = require_int(j, "j")
+        if j >= self.dim:
+            raise ValueError(f"j: must be < d={self.dim}, got {j}")
+        return self.rosenblatt(x)[..., j]
+
+    def rosenblatt(self, x: ArrayLike) -> FloatArray:
+        """Rosenblatt transform: every coordinate's conditional CDF given the earlier ones.
+
+        Maps samples of this mixture to iid U(0, 1) in every coordinate (SPEC §4, §5).
+
+        Args:
+            x: ``(*sample, *batch, d)``.
+
+        Returns:
+            ``(*sample, *batch, d)`` values in [0, 1].
+        """
+        x = np.asarray(x, dtype=np.float64)
+        z = (x[..., None, :] - self.means) / self.scales          # (..., K, d)
+        per_coordinate = -0.5 * z * z - np.log(self.scales) - HALF_LOG_TWO_PI
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights)[..., None]                # (..., K, 1)
+        # log posterior weight of component k given coordinates < j, for every j.
+        before = np.cumsum(per_coordinate, axis=-1) - per_coordinate
+        log_post = log_w + before
+        log_post = log_post - logsumexp(log_post, axis=-2, keepdims=True)
+        values = np.sum(np.exp(log_post) * ndtr(z), axis=-2)
+        return np.clip(values, 0.0, 1.0)
+
+
+class DiagGaussian(GaussianMixture):
+    """A diagonal Gaussian ``N(mean, diag(scale^2))``: the K = 1 ``GaussianMixture``.
+
+    Args:
+        mean: ``(*batch, d)``.
+        scale: ``(*batch, d)`` standard deviations, strictly positive.
+    """
+
+    def __init__(self, mean: ArrayLike, scale: ArrayLike, *, validate_args: bool = True) -> None:
+        if validate_args:
+            m = as_float64(mean, "mean", min_ndim=1)
+            s = as_float64(scale, "scale", min_ndim=1)
+            if s.shape != m.shape:
+                raise ValueError(f"scale: expected shape {m.shape} (as mean), got {s.shape}")
+            require_positive(s, "scale")
+        else:
+            m = np.asarray(mean, dtype=np.float64)
+            s = np.asarray(scale, dtype=np.float64)
+        super().__init__(np.ones((*m.shape[:-1], 1)), m[..., None, :], s[..., None, :],
+                         validate_args=False)
+
+    @property
+    def mean(self) -> FloatArray:
+        """``(*batch, d)`` mean."""
+        return self.means[..., 0, :]
+
+    @property
+    def scale(self) -> FloatArray:
+        """``(*batch, d)`` standard deviation."""
+        return self.scales[..., 0, :]
+
+
+def require_mixture(value: Any, name: str) -> GaussianMixture:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a ``GaussianMixture``."""
+    if not isinstance(value, GaussianMixture):
+        raise ValueError(f"{name}: expected a cspd_ref.GaussianMixture, got {type(value).__name__}")
+    return value
+
+
+def require_same_event(draft: GaussianMixture, target: GaussianMixture) -> None:
+    """Raise unless draft and target have the same event dimension and compatible batch shapes."""
+    if draft.dim != target.dim:
+        raise ValueError(f"target: event dimension {target.dim} differs from draft's {draft.dim}")
+    try:
+        np.broadcast_shapes(draft.batch_shape, target.batch_shape)
+    except ValueError as exc:
+        raise ValueError(f"target: batch shape {target.batch_shape} does not broadcast with "
+                         f"draft's {draft.batch_shape}") from exc
+
+
+def require_component_uniforms(u: ArrayLike, name: str) -> np.ndarray:
+    """Validate uniforms used to pick mixture components."""
+    return require_open_unit_interval(as_float64(u, name), name)
