@@ -5,7 +5,8 @@ A ``GaussianChain`` draws a token by ``x_T ~ N(0, I)`` and, for ``t = T, ..., 1`
     x_{t-1} = m(x_t, t) + tau * s(x_t, t) * eps_t,     eps_t ~ N(0, I),
 
 with the last step noisy too (``s(x_1, 1) > 0``). Noise arrays are ordered by step:
-``eps[i]`` is ``eps_{T - i}``, so ``eps[:T-1]`` are ``eps_T .. eps_2`` and ``eps[T-1]`` is ``eps_1``.
+``eps[i]`` is ``eps_{T - i}``, so ``eps[:T-1]`` are ``eps_T .. eps_2`` and ``eps[T-1]`` is
+``eps_1``.
 
 Two exact speculative samplers:
 
@@ -128,7 +129,8 @@ class GaussianChain:
 
     def trajectory_log_prob(self, states: ArrayLike) -> FloatArray:
         """``sum_{t=1}^{T} log N(x_{t-1}; m(x_t, t), (tau s)^2)`` over a full trajectory
-        ``states`` ``(T + 1, N, d)`` (``x_T`` first). The ``N(0, I)`` prior of ``x_T`` is left out."""
+        ``states`` ``(T + 1, N, d)`` (``x_T`` first). The ``N(0, I)`` prior of ``x_T`` is left
+        out."""
         s = np.asarray(states, dtype=np.float64)
         total = np.zeros(s.shape[1])
         for i in range(self.num_steps):

@@ -158,7 +158,8 @@ class GaussianMixture:
 
     # ----------------------------------------------------------------- sampling
     def component_index_from_uniforms(self, component_uniforms: ArrayLike) -> IntArray:
-        """Inverse-CDF component choice: ``k = #{j < K-1 : u >= W_j}``, ``W`` the cumulative weights.
+        """Inverse-CDF component choice: ``k = #{j < K-1 : u >= W_j}``, ``W`` the cumulative
+        weights.
 
         A zero-weight component is never chosen. ``component_uniforms`` has shape
         ``(*sample, *batch)``.
@@ -193,7 +194,7 @@ class GaussianMixture:
         return mu + sd * z
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
-        """Draw ``n`` samples: shape ``(n, *batch, d)``. The uniforms are drawn before the normals."""
+        """Draw ``n`` samples ``(n, *batch, d)``; the uniforms are drawn before the normals."""
         n = require_int(n, "n")
         rng = require_generator(rng)
         u = rng.random((n, *self.batch_shape))

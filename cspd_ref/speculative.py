@@ -73,7 +73,7 @@ class ResidualBudgetExceeded(RuntimeError):
         self.max_trials = max_trials
         super().__init__(
             f"{self.unfinished_rows.size} row(s) unfinished after {max_trials} residual proposals "
-            f"each (rows {self.unfinished_rows[:10].tolist()}{'...' if self.unfinished_rows.size > 10 else ''}); "
+            f"each (first rows {self.unfinished_rows[:10].tolist()}); "
             "no value was substituted. TV(p, q) is probably tiny for these rows: raise max_trials "
             "or use residual='reflection' where the scales are equal."
         )
@@ -96,7 +96,8 @@ class SpeculativeResult:
 
 
 # --------------------------------------------------------------------- the acceptance test
-def log_acceptance_ratio(draft: GaussianMixture, target: GaussianMixture, x: ArrayLike) -> FloatArray:
+def log_acceptance_ratio(draft: GaussianMixture, target: GaussianMixture,
+                         x: ArrayLike) -> FloatArray:
     """``log p(x) - log q(x)``, formed from log-densities (never from densities)."""
     return target.log_prob(x) - draft.log_prob(x)
 
@@ -166,7 +167,8 @@ class ResidualNoiseArrays:
         cols = start[:, None] + np.arange(k)[None, :]
         r = rows[:, None]
         self.cursor[rows] += k
-        return self.component_uniforms[r, cols], self.normals[r, cols], self.accept_uniforms[r, cols]
+        return (self.component_uniforms[r, cols], self.normals[r, cols],
+                self.accept_uniforms[r, cols])
 
 
 class ResidualNoiseGenerator:
@@ -358,10 +360,7 @@ def residual_sample_reflection(draft: GaussianMixture, target: GaussianMixture,
         raise ValueError("residual: 'reflection' needs single Gaussians (K = 1) with equal "
                          "scales for draft and target")
     x = np.asarray(rejected_drafts, dtype=np.float64)
-    if rows is not None and draft.batch_shape != ():
-        q = draft.index_batch(rows)
-    else:
-        q = draft
+    q = draft.index_batch(rows) if rows is not None and draft.batch_shape != () else draft
     p = target.index_batch(rows) if rows is not None and target.batch_shape != () else target
     return reflection_map(x, q.means[..., 0, :], p.means[..., 0, :], p.scales[..., 0, :])
 
@@ -433,7 +432,22 @@ def speculative_sample_from_noise(
             raise ValueError(f"{name}: batch shape must be () or ({n},), got {dist.batch_shape}")
 
     x = draft.sample_from_noise(u_c, z)
-    accepted = accept_from_uniforms(log_acceptance_ratio(draft, target, x), u_acc)
+    return verify_draft_from_noise(draft, target, x, u_acc, residual_noise, method=method,
+                                   max_trials=max_trials)
+
+
+def verify_draft_from_noise(draft: GaussianMixture, target: GaussianMixture, x: FloatArray,
+                            accept_uniforms: FloatArray, residual_noise: ResidualNoise, *,
+                            method: str, max_trials: int = DEFAULT_MAX_TRIALS,
+                            ) -> SpeculativeResult:
+    """Accept or resample already-drafted tokens ``x ~ q`` (``(n, d)``): the verification half of
+    speculative sampling, used directly by AR decoding where the draft tokens come first.
+
+    ``method`` is a resolved residual method (``"loop" | "batched" | "reflection"``); inputs are
+    assumed validated by the caller.
+    """
+    n = x.shape[0]
+    accepted = accept_from_uniforms(log_acceptance_ratio(draft, target, x), accept_uniforms)
     samples = x.copy()
     trials = np.zeros(n, dtype=np.int64)
     rejected = np.flatnonzero(~accepted)

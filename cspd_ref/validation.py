@@ -30,12 +30,14 @@ def as_float64(value: ArrayLike, name: str, *, ndim: int | None = None,
         raise ValueError(f"{name}: cannot be read as an array ({exc})") from exc
     if raw.dtype == np.bool_ or not (np.issubdtype(raw.dtype, np.floating)
                                      or np.issubdtype(raw.dtype, np.integer)):
-        raise ValueError(f"{name}: expected a real floating or integer array, got dtype {raw.dtype}")
+        raise ValueError(f"{name}: expected a real floating or integer array, got dtype "
+                         f"{raw.dtype}")
     array = raw.astype(np.float64, copy=True)
     if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {array.shape}")
     if min_ndim is not None and array.ndim < min_ndim:
-        raise ValueError(f"{name}: expected at least {min_ndim} dimension(s), got shape {array.shape}")
+        raise ValueError(f"{name}: expected at least {min_ndim} dimension(s), got shape "
+                         f"{array.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return array
