@@ -3,6 +3,7 @@
 Public names (SPEC §5): ``GaussianMixture``, ``Case``, ``speculative_sample``, ``verify``.
 """
 
+from cspd_ref.cases import ARCase, Case, DiffusionCase
 from cspd_ref.distributions import DiagGaussian, GaussianMixture
 from cspd_ref.speculative import (
     ResidualBudgetExceeded,
@@ -10,8 +11,16 @@ from cspd_ref.speculative import (
     speculative_sample,
     speculative_sample_from_noise,
 )
+from cspd_ref.verify import Verdict, verify
+
+__version__ = "0.1.0"
 
 __all__ = [
+    "ARCase",
+    "Case",
+    "DiffusionCase",
+    "Verdict",
+    "verify",
     "DiagGaussian",
     "GaussianMixture",
     "ResidualBudgetExceeded",

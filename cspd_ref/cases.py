@@ -7,6 +7,7 @@ law is exactly ``case.target``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,3 +68,79 @@ def equal_scale_gaussian_case(dim: int = 2, shift: float = 1.0) -> Case:
     target = GaussianMixture([1.0], mean_shift[None, :], np.ones((1, dim)))
     return Case(draft=draft, target=target, name=f"equal-scale-gaussians-d{dim}",
                 tags=("equal_scales", "single_gaussian"))
+
+
+@dataclass(frozen=True)
+class DiffusionCase:
+    """Diffusion-head tokens: draft and target ``GaussianChain``\\ s (SPEC §3).
+
+    ``target`` is the target chain's exact ``x_0`` law when it has a closed form (a
+    ``LinearGaussianChain``), else ``None``, and then ``verify`` compares against direct target
+    chain samples with two-sample tests. ``draft`` likewise. Acceptance counts are not checked
+    against ``1 - TV(target, draft)``: aligned trajectories accept at ``E[1 - TV(last steps)]``.
+    """
+
+    draft_chain: Any
+    target_chain: Any
+    name: str = "diffusion-case"
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        from cspd_ref.diffusion import require_compatible_chains
+
+        require_compatible_chains(self.draft_chain, self.target_chain)
+
+    @property
+    def target(self) -> GaussianMixture | None:
+        """The closed-form ``x_0`` law of the target chain, or None."""
+        marginal = getattr(self.target_chain, "marginal", None)
+        return marginal() if callable(marginal) else None
+
+    @property
+    def draft(self) -> GaussianMixture | None:
+        """The closed-form ``x_0`` law of the draft chain, or None."""
+        marginal = getattr(self.draft_chain, "marginal", None)
+        return marginal() if callable(marginal) else None
+
+    @property
+    def dim(self) -> int:
+        """Token dimension d."""
+        return int(self.target_chain.dim)
+
+    def reference_samples(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` tokens from the target chain run directly (the two-sample reference)."""
+        return np.asarray(self.target_chain.sample(n, rng))
+
+
+@dataclass(frozen=True)
+class ARCase:
+    """AR sequences: draft and target ``ARModel``\\ s and the group schedule (SPEC §4).
+
+    A sequence sampler returns ``(n, L, d)``; ``verify`` applies the target's Rosenblatt
+    transform, which maps target sequences to iid U(0, 1).
+    """
+
+    draft: Any
+    target: Any
+    schedule: Any
+    name: str = "ar-case"
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        from cspd_ref.ar import check_model
+
+        check_model(self.draft, "draft", self.schedule)
+        check_model(self.target, "target", self.schedule)
+        if self.draft.dim != self.target.dim:
+            raise ValueError(f"target: dim {self.target.dim} differs from the draft's "
+                             f"{self.draft.dim}")
+
+    @property
+    def dim(self) -> int:
+        """Token dimension d."""
+        return int(self.target.dim)
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence length L."""
+        return int(self.schedule.seq_len)

@@ -1,0 +1,11 @@
+"""Distribution-equivalence reports (SPEC §5, ``reports/``): Markdown, HTML, JSON, PNG figures.
+
+``write_report(verdicts, cases, out_dir, title=..., sampler_name=...)`` renders the verdicts of
+``cspd_ref.verify.verify`` (run with ``keep_output=True`` for figures); ``cspd verify`` is the
+command-line front end (``cspd_ref.verify_cli``).
+"""
+
+from cspd_ref.report.figures import FigureInfo, case_figures
+from cspd_ref.report.render import ReportPaths, build_document, write_report
+
+__all__ = ["FigureInfo", "ReportPaths", "build_document", "case_figures", "write_report"]
