@@ -18,13 +18,13 @@ __version__ = "0.1.0"
 __all__ = [
     "ARCase",
     "Case",
-    "DiffusionCase",
-    "Verdict",
-    "verify",
     "DiagGaussian",
+    "DiffusionCase",
     "GaussianMixture",
     "ResidualBudgetExceeded",
     "SpeculativeResult",
+    "Verdict",
     "speculative_sample",
     "speculative_sample_from_noise",
+    "verify",
 ]
