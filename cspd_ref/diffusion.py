@@ -143,7 +143,7 @@ def transition_log_prob(chain: GaussianChain, x_t: ArrayLike, t: int,
     """``log N(x_{t-1}; m(x_t, t), diag((tau s(x_t, t))^2))`` summed over coordinates.
 
     With equal scales the log-ratio of two such transitions is a difference of squared
-    distances over ``2 (tau s)^2`` (proofs/test_transition_log_ratio).
+    distances over ``2 (tau s)^2`` (proofs/test_log_ratio).
     """
     law = chain.transition(x_t, t)
     z = (np.asarray(x_prev, dtype=np.float64) - law.mean) / law.scale

@@ -7,7 +7,7 @@ Draft ``q``, target ``p`` (``GaussianMixture``\\ s, batch shape ``()`` or ``(n,)
 2. On rejection draw from the residual ``r = (p - q)^+ / TV`` without computing TV: propose
    ``y ~ p`` and accept it iff ``u' < -expm1(min(0, log q(y) - log p(y))) = (1 - q/p)^+``.
    Since ``r / p <= 1 / TV`` this is rejection sampling with bound ``1/TV``; each trial succeeds
-   with probability TV, so the number of trials is Geometric(TV) (proofs/test_residual_bound).
+   with probability TV, so the number of trials is Geometric(TV) (proofs/test_residual_bounded).
 
    * ``residual_sample_loop``: each row proposes one at a time until it succeeds.
    * ``residual_sample_batched``: every still-pending row draws ``k`` proposals per round and
@@ -18,7 +18,7 @@ Draft ``q``, target ``p`` (``GaussianMixture``\\ s, batch shape ``()`` or ``(n,)
      coupling), exact in one pass.
 
 A safety cap exists only to stop a runaway loop: it raises ``ResidualBudgetExceeded``; it
-never substitutes a value (a fallback value is biased, see ``proofs/test_non_exact_variants``).
+never substitutes a value (a fallback value is biased, see ``proofs/test_nonexact_variants``).
 
 Randomness is explicit: ``*_from_noise`` functions are pure functions of their noise arrays, and
 ``speculative_sample`` draws that noise from a ``numpy.random.Generator``.

@@ -4,7 +4,7 @@ Each mutant is the reference algorithm with one deliberate, realistic mistake, w
 full so a reader sees exactly what is wrong. ``MUTANTS`` pairs each with a case on which the
 mistake changes the output law (some mistakes are harmless on special cases, e.g. unnormalised
 weights with K = 1). ``test_mutants.py`` asserts that ``verify`` flags every one; the proofs of
-why three of them are not exact are in ``proofs/test_non_exact_variants.py``.
+why three of them are not exact are in ``proofs/test_nonexact_variants.py``.
 """
 
 from __future__ import annotations
