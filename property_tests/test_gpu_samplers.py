@@ -1,0 +1,78 @@
+"""The PyTorch samplers (gpu_impl) pass the battery on the gate's cases (SPEC §5, §6).
+
+Float32 on the CPU by default; ``CSPD_TEST_DEVICE=cuda`` runs the same assertions on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+import gpu_impl
+from cspd_ref.cases import Case, DiffusionCase
+from property_tests.gate import assert_equivalent
+from property_tests.strategies import equal_scale_gaussian_cases, linear_chain_pairs, token_cases
+
+DEVICE = os.environ.get("CSPD_TEST_DEVICE", "cpu")
+if DEVICE == "cuda" and not torch.cuda.is_available():
+    pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
+
+
+def full_result_sampler(residual: str) -> Any:
+    """gpu_impl.speculative_sample returning samples, accept mask and trials (counts tested)."""
+
+    def sample(case: Case, n: int, seed: int) -> gpu_impl.SpeculativeResult:
+        draft = gpu_impl.from_reference(case.draft, DEVICE, torch.float32)
+        target = gpu_impl.from_reference(case.target, DEVICE, torch.float32)
+        generator = torch.Generator(device=DEVICE)
+        generator.manual_seed(seed)
+        return gpu_impl.speculative_sample(draft, target, n, generator, residual=residual)
+
+    sample.__name__ = f"gpu_full_result_{residual}"
+    return sample
+
+
+def gpu_chain(chain: Any) -> gpu_impl.LinearGaussianChain:
+    return gpu_impl.LinearGaussianChain(chain.coefficients, chain.offsets, chain.step_scales,
+                                        chain.temperature, device=DEVICE, dtype=torch.float32)
+
+
+def aligned_gpu_sampler(case: DiffusionCase, n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator(device=DEVICE)
+    generator.manual_seed(seed)
+    return gpu_impl.aligned_speculative_sample(gpu_chain(case.draft_chain),
+                                               gpu_chain(case.target_chain), n,
+                                               generator).samples
+
+
+@pytest.mark.parametrize("residual", ["auto", "batched"])
+@settings(max_examples=8)
+@given(case=token_cases(max_dim=16))
+def test_as_sampler_float32_is_exact_on_mixtures(residual: str, case: Case) -> None:
+    sampler = gpu_impl.as_sampler(device=DEVICE, dtype=torch.float32, residual=residual)
+    assert_equivalent(sampler, case, residual, repr(case.target.means.sum()))
+
+
+@settings(max_examples=6)
+@given(case=equal_scale_gaussian_cases())
+def test_as_sampler_reflection_is_exact(case: Case) -> None:
+    sampler = gpu_impl.as_sampler(device=DEVICE, dtype=torch.float32, residual="reflection")
+    assert_equivalent(sampler, case, "reflection", repr(case.target.means.sum()))
+
+
+@settings(max_examples=6)
+@given(case=token_cases(max_dim=8))
+def test_gpu_acceptance_and_trial_counts_follow_theory(case: Case) -> None:
+    assert_equivalent(full_result_sampler("batched"), case, "counts",
+                      repr(case.target.means.sum()))
+
+
+@settings(max_examples=4)
+@given(case=linear_chain_pairs())
+def test_gpu_aligned_trajectories_are_exact(case: DiffusionCase) -> None:
+    assert_equivalent(aligned_gpu_sampler, case, "gpu-aligned",
+                      repr(case.target_chain.offsets.sum()))
