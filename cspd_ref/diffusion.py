@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 from cspd_ref.distributions import HALF_LOG_TWO_PI, DiagGaussian
 from cspd_ref.speculative import (
     DEFAULT_MAX_TRIALS,
+    ResidualBudgetExceeded,
     ResidualNoise,
     ResidualNoiseGenerator,
     RowSubsetNoise,
@@ -223,11 +224,11 @@ def aligned_last_steps(draft_chain: GaussianChain, target_chain: GaussianChain,
     """Run both chains on the same ``x_T`` and ``eps_T .. eps_2`` and return their last-step
     Gaussians ``(q_last, p_last)``, each with batch ``(N,)``."""
     T = draft_chain.num_steps
+    if np.ndim(shared_eps) != 3 or np.shape(shared_eps)[0] != T - 1:
+        raise ValueError(f"shared_eps: expected shape ({T - 1}, N, d) (eps_T .. eps_2), "
+                         f"got {np.shape(shared_eps)}")
     x1_q = draft_chain.trajectory_from_noise(x_T, shared_eps)[-1]
     x1_p = target_chain.trajectory_from_noise(x_T, shared_eps)[-1]
-    if np.shape(shared_eps)[0] != T - 1:
-        raise ValueError(f"shared_eps: expected {T - 1} steps (eps_T .. eps_2), "
-                         f"got {np.shape(shared_eps)[0]}")
     return draft_chain.transition(x1_q, 1), target_chain.transition(x1_p, 1)
 
 
@@ -325,7 +326,10 @@ def joint_speculative_sample_from_noise(
 
         engine = (first_success_residual_batched if residual == "batched"
                   else first_success_residual_loop)
-        values, used = engine(rejected.size, (d,), propose, max_trials=max_trials)
+        try:
+            values, used = engine(rejected.size, (d,), propose, max_trials=max_trials)
+        except ResidualBudgetExceeded as exc:
+            raise ResidualBudgetExceeded(rejected[exc.unfinished_rows], exc.max_trials) from None
         samples[rejected] = values
         trials[rejected] = used
     return SpeculativeResult(samples=samples, accepted=accepted, trials=trials)

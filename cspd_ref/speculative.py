@@ -459,8 +459,12 @@ def verify_draft_from_noise(draft: GaussianMixture, target: GaussianMixture, x: 
             sub_target = target.index_batch(rejected) if target.batch_shape else target
             sampler = residual_sample_loop if method == "loop" else residual_sample_batched
             stream = RowSubsetNoise(residual_noise, rejected)
-            values, used = sampler(sub_draft, sub_target, rejected.size, stream,
-                                   max_trials=max_trials)
+            try:
+                values, used = sampler(sub_draft, sub_target, rejected.size, stream,
+                                       max_trials=max_trials)
+            except ResidualBudgetExceeded as exc:
+                raise ResidualBudgetExceeded(rejected[exc.unfinished_rows],
+                                             exc.max_trials) from None
             samples[rejected] = values
             trials[rejected] = used
     return SpeculativeResult(samples=samples, accepted=accepted, trials=trials)

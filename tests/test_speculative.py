@@ -215,3 +215,19 @@ def test_expected_groups_and_speedup() -> None:
         expected_groups_per_pass(0.5, 0)
     with pytest.raises(ValueError, match="^cost_ratio"):
         expected_speedup(0.5, 2, -1.0)
+
+
+def test_budget_error_names_the_callers_rows() -> None:
+    q = DiagGaussian([0.0], [1.0])
+    p = DiagGaussian([0.0], [1.0 + 1e-3])
+    n = 50
+    rng = np.random.default_rng(0)
+    u_c, z = rng.random(n), rng.standard_normal((n, 1))
+    u = np.full(n, 0.999999)  # reject wherever p < q
+    x = q.sample_from_noise(u_c, z)
+    expected_rejected = np.flatnonzero(p.log_prob(x) - q.log_prob(x) <= np.log(0.999999))
+    with pytest.raises(ResidualBudgetExceeded) as info:
+        speculative_sample_from_noise(q, p, u_c, z, u, noise_arrays(0, n, 2, 1),
+                                      residual="batched")
+    assert set(info.value.unfinished_rows.tolist()) <= set(expected_rejected.tolist())
+    assert info.value.unfinished_rows.max() > info.value.unfinished_rows.size - 1

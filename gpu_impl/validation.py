@@ -1,0 +1,189 @@
+"""Input validation shared by every public function of gpu_impl (SPEC §7).
+
+Mirrors ``cspd_ref.validation``: every check raises ``ValueError`` whose message starts with the
+offending argument's name. The checks that read tensor *values* (finiteness, positivity, ranges)
+synchronise with the device once each; they run at the entry of public functions, never inside
+the denoising loop of ``gpu_impl.diffusion`` (SPEC §6).
+
+Dtype rules ("dtype surprises", SPEC §7):
+
+* bool, complex and non-numeric inputs are refused;
+* integer inputs are converted to the requested floating dtype (or the default dtype);
+* floating tensors keep their dtype unless a dtype is requested (noise tensors are cast to the
+  dtype of the distributions they feed, so float64 noise can drive a float32 sampler);
+* a tensor on another device than the one requested is refused rather than moved silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: Tolerance on ``|sum(weights) - 1|`` for float64 parameters, as in ``cspd_ref``.
+WEIGHT_SUM_TOLERANCE = 1e-9
+
+#: Dtypes whose arithmetic is upcast to float32 for log-densities and acceptance tests.
+LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype log-densities and acceptance tests are computed in: float32 for 16-bit floats,
+    ``dtype`` itself otherwise (SPEC §6: bf16/fp16 inputs upcast for the log-ratio)."""
+    return torch.float32 if dtype in LOW_PRECISION_DTYPES else dtype
+
+
+def weight_sum_tolerance(dtype: torch.dtype, n_components: int) -> float:
+    """Tolerance on ``|sum_k w_k - 1|``: ``max(1e-9, 2 K eps(dtype))``.
+
+    Casting float64 weights that sum to 1 to a narrower dtype moves each weight by at most
+    ``eps/2`` relative and the summation adds at most ``(K - 1) eps``, so valid weights pass;
+    weights off by more than that are a genuine error.
+    """
+    return max(WEIGHT_SUM_TOLERANCE, 2.0 * n_components * torch.finfo(dtype).eps)
+
+
+def as_tensor(value: Any, name: str, *, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None, ndim: int | None = None,
+              min_ndim: int | None = None, check_finite: bool = True) -> Tensor:
+    """Convert ``value`` to a floating tensor, raising ``ValueError`` naming ``name``.
+
+    Args:
+        value: a tensor, NumPy array, list or scalar.
+        name: the argument's name for error messages.
+        dtype: floating dtype to cast to; ``None`` keeps a floating tensor's dtype (NumPy
+            float arrays keep theirs, Python lists and integers get the default dtype).
+        device: required device. Tensors elsewhere are refused; other inputs are created there.
+        ndim, min_ndim: required (minimum) number of dimensions.
+        check_finite: refuse NaN and infinities (one device synchronisation).
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype}")
+    target_device = None if device is None else torch.device(device)
+    if isinstance(value, Tensor):
+        tensor = value
+        if target_device is not None and not same_device(tensor.device, target_device):
+            raise ValueError(f"{name}: is on device {tensor.device}, expected {target_device}")
+    else:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name}: cannot be read as an array ({exc})") from exc
+        if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.floating)
+                                           or np.issubdtype(array.dtype, np.integer)):
+            raise ValueError(f"{name}: expected a real floating or integer array, got dtype "
+                             f"{array.dtype}")
+        if np.issubdtype(array.dtype, np.floating) and array.dtype not in (
+                np.float16, np.float32, np.float64):
+            array = array.astype(np.float64)
+        tensor = torch.as_tensor(array, device=target_device)
+        if isinstance(value, list | tuple | float | int) and dtype is None:
+            tensor = tensor.to(torch.get_default_dtype())
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{name}: expected a real floating tensor, got dtype {tensor.dtype}")
+    if not tensor.dtype.is_floating_point:
+        tensor = tensor.to(dtype or torch.get_default_dtype())
+    elif dtype is not None and tensor.dtype != dtype:
+        tensor = tensor.to(dtype)
+    if ndim is not None and tensor.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimension(s), got shape {tuple(tensor.shape)}")
+    if min_ndim is not None and tensor.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dimension(s), got shape "
+                         f"{tuple(tensor.shape)}")
+    if check_finite and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return tensor
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Device equality that treats ``cuda`` and ``cuda:<current>`` as the same device."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type == "cuda":
+            current = torch.cuda.current_device()
+            return (a.index if a.index is not None else current) == (
+                b.index if b.index is not None else current)
+        return True
+    return a.index == b.index
+
+
+def require_positive(tensor: Tensor, name: str) -> Tensor:
+    """Raise unless every entry is strictly positive."""
+    if tensor.numel() and not bool((tensor > 0).all()):
+        raise ValueError(f"{name}: must be strictly positive (smallest entry "
+                         f"{float(tensor.min())!r})")
+    return tensor
+
+
+def require_probability_vector(weights: Tensor, name: str) -> Tensor:
+    """Raise unless ``weights`` (last axis) is non-negative and sums to 1 within
+    ``weight_sum_tolerance`` (1e-9 in float64, as ``cspd_ref``)."""
+    if weights.numel() == 0:
+        return weights
+    if not bool((weights >= 0).all()):
+        raise ValueError(f"{name}: must be non-negative")
+    totals = weights.to(compute_dtype(weights.dtype)).sum(dim=-1)
+    error = (totals - 1.0).abs()
+    tol = weight_sum_tolerance(weights.dtype, weights.shape[-1])
+    if bool((error > tol).any()):
+        worst = float(totals.flatten()[int(torch.argmax(error.flatten()))])
+        raise ValueError(f"{name}: must sum to 1 along the last axis (a row sums to {worst!r}, "
+                         f"tolerance {tol:.3g})")
+    return weights
+
+
+def require_unit_interval(tensor: Tensor, name: str) -> Tensor:
+    """Raise unless every entry lies in [0, 1) (uniforms as ``torch.rand`` draws them)."""
+    if tensor.numel() and not bool(((tensor >= 0) & (tensor < 1)).all()):
+        raise ValueError(f"{name}: uniforms must lie in [0, 1)")
+    return tensor
+
+
+def require_int(value: Any, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` as an int, raising unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def require_shape(tensor: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
+    """Raise unless ``tensor.shape == shape``."""
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(tensor.shape)}")
+    return tensor
+
+
+def require_generator(generator: Any, device: torch.device | str,
+                      name: str = "generator") -> torch.Generator | None:
+    """Raise unless ``generator`` is ``None`` (the global RNG) or a ``torch.Generator`` on
+    ``device``'s type."""
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"{name}: expected a torch.Generator (e.g. "
+                         f"torch.Generator(device).manual_seed(seed)), got "
+                         f"{type(generator).__name__}")
+    if generator.device.type != torch.device(device).type:
+        raise ValueError(f"{name}: is a {generator.device.type} generator, the tensors are on "
+                         f"{torch.device(device)}")
+    return generator
+
+
+def require_floating_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
+    """Raise unless ``dtype`` is a floating ``torch.dtype``."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"{name}: expected a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def require_device(device: Any, name: str = "device") -> torch.device:
+    """Return ``torch.device(device)``, raising ``ValueError`` if it is not a device."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{name}: not a torch device ({exc})") from exc
