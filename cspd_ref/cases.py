@@ -144,3 +144,14 @@ class ARCase:
     def seq_len(self) -> int:
         """Sequence length L."""
         return int(self.schedule.seq_len)
+
+
+def mixture_1d_case() -> Case:
+    """A 1-D case: a bimodal two-component target and a single broad Gaussian draft.
+
+    Exercises the exact 1-D KS test (no projections) and the loop/batched residual sampler
+    (unequal scales, so no reflection).
+    """
+    target = GaussianMixture(weights=[0.55, 0.45], means=[[-1.2], [1.0]], scales=[[0.6], [0.9]])
+    draft = GaussianMixture(weights=[1.0], means=[[0.0]], scales=[[1.4]])
+    return Case(draft=draft, target=target, name="mixture-1d", tags=("one_dim",))

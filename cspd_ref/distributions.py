@@ -37,7 +37,6 @@ from cspd_ref.validation import (
     as_float64,
     require_generator,
     require_int,
-    require_open_unit_interval,
     require_positive,
     require_probability_vector,
 )
@@ -328,8 +327,3 @@ def require_same_event(draft: GaussianMixture, target: GaussianMixture) -> None:
     except ValueError as exc:
         raise ValueError(f"target: batch shape {target.batch_shape} does not broadcast with "
                          f"draft's {draft.batch_shape}") from exc
-
-
-def require_component_uniforms(u: ArrayLike, name: str) -> np.ndarray:
-    """Validate uniforms used to pick mixture components."""
-    return require_open_unit_interval(as_float64(u, name), name)

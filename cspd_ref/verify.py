@@ -25,8 +25,7 @@ probability at most ``alpha`` per call (any dependence between the checks).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,20 +328,22 @@ def battery_for(case: AnyCase, out: SamplerOutput, rng: np.random.Generator,
     return checks
 
 
+def iter_verify(sampler: Callable[..., Any], cases: Sequence[AnyCase], *, seed: int = 0,
+                alpha: float = DEFAULT_ALPHA, **kwargs: Any) -> Iterator[Verdict]:
+    """``verify`` on several cases in turn: case ``i`` at ``alpha / len(cases)`` (Bonferroni
+    across cases, so the whole run flags an exact sampler with probability <= ``alpha``) with
+    seed ``seed + i``. Yields each verdict as soon as it is ready."""
+    per_case = alpha / max(1, len(cases))
+    for i, case in enumerate(cases):
+        yield verify(sampler, case, seed=seed + i, alpha=per_case, **kwargs)
+
+
 def verify_many(sampler: Callable[..., Any], cases: Sequence[AnyCase], *, seed: int = 0,
                 alpha: float = DEFAULT_ALPHA, progress: bool = True,
                 **kwargs: Any) -> list[Verdict]:
-    """``verify`` on several cases, each at ``alpha / len(cases)`` (Bonferroni across cases),
-    with a progress bar on stderr."""
+    """``iter_verify`` collected into a list, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    per_case = alpha / max(1, len(cases))
-    verdicts = []
-    for i, case in enumerate(tqdm(cases, desc="verify", disable=not progress, unit="case")):
-        verdicts.append(verify(sampler, case, seed=seed + i, alpha=per_case, **kwargs))
-    return verdicts
-
-
-def combined_pvalue_floor(verdicts: Sequence[Verdict]) -> float:
-    """The smallest Holm-adjusted p-value over several verdicts (for summaries)."""
-    return min((v.min_adjusted_pvalue for v in verdicts), default=math.nan)
+    verdicts = iter_verify(sampler, cases, seed=seed, alpha=alpha, **kwargs)
+    return list(tqdm(verdicts, total=len(cases), desc="verify", disable=not progress,
+                     unit="case"))

@@ -8,7 +8,7 @@ Usage::
 
 The sampler follows the SPEC §5 contract ``sampler(case, n, seed) -> (n, d)`` (``module:factory()``
 calls a factory that returns it). Each chosen case is run through ``cspd_ref.verify.verify`` at
-``alpha / number of cases`` (Bonferroni across cases, as ``verify_many``) with seed
+``alpha / number of cases`` (Bonferroni across cases, ``cspd_ref.verify.iter_verify``) with seed
 ``seed + i`` for the i-th case, so the whole command calls an exact sampler not equivalent with
 probability at most ``alpha``. A report (Markdown, HTML, JSON, PNGs) is written to ``--out``.
 
@@ -28,22 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cspd_ref.cases import Case, demo_case, equal_scale_gaussian_case
-from cspd_ref.distributions import GaussianMixture
+from cspd_ref.cases import Case, demo_case, equal_scale_gaussian_case, mixture_1d_case
 
 DEFAULT_OUT = "reports/out"
 CASE_CHOICES = ("demo", "equal-scale", "mixture-1d", "all")
-
-
-def mixture_1d_case() -> Case:
-    """A 1-D case: a bimodal two-component target and a single broad Gaussian draft.
-
-    Exercises the exact 1-D KS test (no projections) and the loop/batched residual sampler
-    (unequal scales, so no reflection).
-    """
-    target = GaussianMixture(weights=[0.55, 0.45], means=[[-1.2], [1.0]], scales=[[0.6], [0.9]])
-    draft = GaussianMixture(weights=[1.0], means=[[0.0]], scales=[[1.4]])
-    return Case(draft=draft, target=target, name="mixture-1d", tags=("one_dim",))
 
 
 BUILTIN_CASES: dict[str, Callable[[], Case]] = {
@@ -140,7 +128,7 @@ def run(args: argparse.Namespace, load: Callable[[str], Callable[..., Any]]) -> 
     from tqdm import tqdm
 
     from cspd_ref.report import write_report
-    from cspd_ref.verify import verify
+    from cspd_ref.verify import Verdict, iter_verify
 
     try:
         sampler = load(args.sampler)
@@ -150,23 +138,22 @@ def run(args: argparse.Namespace, load: Callable[[str], Callable[..., Any]]) -> 
                   f"cspd verify: cannot load {args.sampler!r}", file=sys.stderr)
         return 2
     cases = builtin_cases(args.case)
-    per_case = args.alpha / len(cases)
-    verdicts = []
+    verdicts: list[Verdict] = []
     started = time.perf_counter()
-    bar = tqdm(cases, desc="cspd verify", unit="case", disable=args.quiet, file=sys.stderr)
-    for i, case in enumerate(bar):
-        bar.set_postfix_str(case.name)
-        try:
-            verdict = verify(sampler, case, seed=args.seed + i, n=args.n, alpha=per_case,
-                             keep_output=True)
-        except Exception as exc:  # the sampler (or its output) is at fault: report and stop
-            bar.close()
-            traceback.print_exc(file=sys.stderr)
-            print(f"cspd verify: the sampler could not be run on case {case.name!r}: "
-                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        verdicts.append(verdict)
-        tqdm.write(verdict.summary(), file=sys.stdout)
+    bar = tqdm(iter_verify(sampler, cases, seed=args.seed, alpha=args.alpha, n=args.n,
+                           keep_output=True),
+               total=len(cases), desc="cspd verify", unit="case", disable=args.quiet,
+               file=sys.stderr)
+    try:
+        for verdict in bar:
+            verdicts.append(verdict)
+            tqdm.write(verdict.summary(), file=sys.stdout)
+    except Exception as exc:  # the sampler (or its output) is at fault: report and stop
+        bar.close()
+        traceback.print_exc(file=sys.stderr)
+        print(f"cspd verify: the sampler could not be run on case {cases[len(verdicts)].name!r}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     bar.close()
     elapsed = time.perf_counter() - started
     out = Path(args.out)

@@ -22,6 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cspd_ref.validation import require_int
+
+__all__ = ["require_int"]  # re-exported: the same check serves both packages
+
 #: Tolerance on ``|sum(weights) - 1|`` for float64 parameters, as in ``cspd_ref``.
 WEIGHT_SUM_TOLERANCE = 1e-9
 
@@ -140,15 +144,6 @@ def require_unit_interval(tensor: Tensor, name: str) -> Tensor:
     if tensor.numel() and not bool(((tensor >= 0) & (tensor < 1)).all()):
         raise ValueError(f"{name}: uniforms must lie in [0, 1)")
     return tensor
-
-
-def require_int(value: Any, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` as an int, raising unless it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name}: expected an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def require_shape(tensor: Tensor, shape: tuple[int, ...], name: str) -> Tensor:

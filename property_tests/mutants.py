@@ -56,6 +56,17 @@ def draw_draft(case: Case, n: int, rng: np.random.Generator) -> tuple[FloatArray
     return u_c, z, x, rng.random(n)
 
 
+def draft_and_correct_test(case: Case, n: int, seed: int,
+                           ) -> tuple[np.random.Generator, FloatArray, FloatArray, FloatArray,
+                                      np.ndarray]:
+    """The reference's draft and (correct) acceptance test: ``(rng, u_c, z, x, accepted)``,
+    for the mutants whose mistake comes later."""
+    rng = np.random.default_rng(seed)
+    u_c, z, x, u = draw_draft(case, n, rng)
+    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    return rng, u_c, z, x, accepted
+
+
 def correct_residual(case: Case, rows: np.ndarray, rng: np.random.Generator,
                      ) -> tuple[FloatArray, np.ndarray]:
     """The correct batched residual for ``rows`` (used by mutants wrong elsewhere)."""
@@ -113,9 +124,7 @@ def ratio_direction_flipped(case: Case, n: int, seed: int) -> Any:
 
 def capped_residual_with_fallback(case: Case, n: int, seed: int) -> Any:
     """Residual loop capped at 2 proposals; unfinished rows silently get 0.0."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     values, trials = capped_residual(case, rows, rng, 2, np.zeros((rows.size, case.dim)))
     return finish(x, accepted, values, trials)
@@ -123,9 +132,7 @@ def capped_residual_with_fallback(case: Case, n: int, seed: int) -> Any:
 
 def capped_residual_keeps_draft(case: Case, n: int, seed: int) -> Any:
     """Residual loop capped at 2 proposals; unfinished rows keep the rejected draft."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     values, trials = capped_residual(case, rows, rng, 2, x[rows])
     return finish(x, accepted, values, trials)
@@ -134,9 +141,7 @@ def capped_residual_keeps_draft(case: Case, n: int, seed: int) -> Any:
 def residual_reuses_draft_noise(case: Case, n: int, seed: int) -> Any:
     """The first residual proposal reuses the rejected draft's own component uniform and
     normals (``y = p.sample_from_noise(u_c, z)``) — noise already conditioned by the rejection."""
-    rng = np.random.default_rng(seed)
-    u_c, z, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, u_c, z, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     y = case.target.sample_from_noise(u_c[rows], z[rows])
     ok = rng.random(rows.size) < residual_acceptance_probability(case.draft.log_prob(y),
@@ -153,9 +158,7 @@ def shared_rng_stream(case: Case, n: int, seed: int) -> Any:
     round in the draft's order (component uniforms, normals, uniforms for all rows), so a
     rejected row's first proposal replays the row's own draft noise and acceptance uniform
     (``torch.manual_seed(seed)`` called twice)."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     replay_u_c, replay_z, replay_u = draw_draft_noise(case, n, np.random.default_rng(seed))
     y = case.target.sample_from_noise(replay_u_c[rows], replay_z[rows])
@@ -177,9 +180,7 @@ def draw_draft_noise(case: Case, n: int, rng: np.random.Generator,
 def missing_clip_in_residual(case: Case, n: int, seed: int) -> Any:
     """Residual acceptance ``|1 - q/p|`` (clipped to 1) instead of ``max(0, 1 - q/p)``: the
     missing max admits proposals where q > p."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     values = np.zeros((rows.size, case.dim))
     trials = np.zeros(rows.size, dtype=np.int64)
@@ -196,9 +197,7 @@ def missing_clip_in_residual(case: Case, n: int, seed: int) -> Any:
 
 def draft_as_residual_proposal(case: Case, n: int, seed: int) -> Any:
     """Residual proposals drawn from q instead of p, accepted with ``max(0, 1 - q/p)``."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     values = np.zeros((rows.size, case.dim))
     trials = np.zeros(rows.size, dtype=np.int64)
@@ -226,18 +225,14 @@ def unnormalised_mixture_weights(case: Case, n: int, seed: int) -> Any:
 
 def residual_skips_rejection_test(case: Case, n: int, seed: int) -> Any:
     """Rejected rows are replaced by a plain draw from p (no residual test)."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     return finish(x, accepted, case.target.sample(rows.size, rng), np.ones(rows.size, np.int64))
 
 
 def reflection_with_unequal_scales(case: Case, n: int, seed: int) -> Any:
     """The reflection map applied although the scales differ (target's scale used)."""
-    rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
-    accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
+    _, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
     y = reflection_map(x[rows], case.draft.means[0], case.target.means[0], case.target.scales[0])
     return finish(x, accepted, y, np.zeros(rows.size, np.int64))

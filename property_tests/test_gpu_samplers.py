@@ -5,7 +5,6 @@ Float32 on the CPU by default; ``CSPD_TEST_DEVICE=cuda`` runs the same assertion
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -14,12 +13,11 @@ from hypothesis import given, settings
 
 import gpu_impl
 from cspd_ref.cases import Case, DiffusionCase
+from gpu_impl.testing import device_under_test
 from property_tests.gate import assert_equivalent
 from property_tests.strategies import equal_scale_gaussian_cases, linear_chain_pairs, token_cases
 
-DEVICE = os.environ.get("CSPD_TEST_DEVICE", "cpu")
-if DEVICE == "cuda" and not torch.cuda.is_available():
-    pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
+DEVICE = device_under_test()
 
 
 def full_result_sampler(residual: str) -> Any:

@@ -57,20 +57,13 @@ from cspd_ref import diffusion as ref_diffusion
 from cspd_ref import speculative as ref_speculative
 from gpu_impl import diffusion as gpu_diffusion
 from gpu_impl import speculative as gpu_speculative
+from gpu_impl.testing import device_under_test
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 U64 = 2.0**-53
 ONE_BELOW_F32 = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 SEED = int(os.environ.get("CSPD_SEED", "0"))
 MAX_AMBIGUOUS_FRACTION = 0.02
-
-
-def device_under_test() -> torch.device:
-    """``CSPD_TEST_DEVICE`` (default cpu); skip the module when cuda is asked but absent."""
-    name = os.environ.get("CSPD_TEST_DEVICE", "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
-    return torch.device(name)
 
 
 DEVICE = device_under_test()

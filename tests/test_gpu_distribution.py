@@ -28,14 +28,7 @@ import cspd_ref
 import gpu_impl
 from cspd_ref import diffusion as ref_diffusion
 from cspd_ref.cases import Case, demo_case, equal_scale_gaussian_case
-
-
-def device_under_test() -> torch.device:
-    name = os.environ.get("CSPD_TEST_DEVICE", "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
-    return torch.device(name)
-
+from gpu_impl.testing import device_under_test
 
 DEVICE = device_under_test()
 SEED = int(os.environ.get("CSPD_SEED", "0"))

@@ -19,7 +19,6 @@ What is checked, and where:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -29,14 +28,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gpu_impl
 from gpu_impl import diffusion as gd
-
-
-def device_under_test() -> torch.device:
-    name = os.environ.get("CSPD_TEST_DEVICE", "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
-    return torch.device(name)
-
+from gpu_impl.testing import device_under_test
 
 DEVICE = device_under_test()
 T_STEPS, DIM, N = 6, 4, 32

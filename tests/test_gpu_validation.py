@@ -7,7 +7,6 @@ that argument's name, as in ``cspd_ref``. Runs on ``CSPD_TEST_DEVICE`` (cpu by d
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +19,7 @@ import gpu_impl
 from cspd_ref.cases import demo_case
 from gpu_impl import diffusion as gd
 from gpu_impl import speculative as gs
-
-
-def device_under_test() -> torch.device:
-    name = os.environ.get("CSPD_TEST_DEVICE", "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        pytest.skip("CSPD_TEST_DEVICE=cuda but CUDA is not available", allow_module_level=True)
-    return torch.device(name)
-
+from gpu_impl.testing import device_under_test
 
 DEV = device_under_test()
 F32 = torch.float32

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from cspd_ref.speculative import SpeculativeResult, speculative_sample
+from cspd_ref.samplers import Sampler, token_sampler
+from cspd_ref.speculative import SpeculativeResult
 
 
 def reference_sampler(case: Any, n: int, seed: int) -> SpeculativeResult:
     """Exact speculative sampling of ``case.target`` from ``case.draft`` (float64 reference)."""
-    return speculative_sample(case.draft, case.target, n, np.random.default_rng(seed))
+    return token_sampler("auto")(case, n, seed)
 
 
 def draft_only_sampler(case: Any, n: int, seed: int) -> np.ndarray:
@@ -30,12 +31,7 @@ def draft_only_sampler(case: Any, n: int, seed: int) -> np.ndarray:
     return case.draft.sample(n, np.random.default_rng(seed))
 
 
-def make_reference_sampler(residual: str = "auto") -> Any:
+def make_reference_sampler(residual: str = "auto") -> Sampler:
     """A factory (for ``module:factory()`` specs): the reference sampler with a chosen residual
     method (``"auto" | "loop" | "batched" | "reflection"``)."""
-
-    def sampler(case: Any, n: int, seed: int) -> SpeculativeResult:
-        return speculative_sample(case.draft, case.target, n, np.random.default_rng(seed),
-                                  residual=residual)
-
-    return sampler
+    return token_sampler(residual)
