@@ -203,7 +203,7 @@ class GaussianChain:
                       lambda: _replay_checked([(self, "")], [x_T_checked], e, self.num_steps))
         return x
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` tokens ``(n, d)``; draws ``x_T`` then ``eps`` ``(T, n, d)`` from ``generator``."""
         n = require_int(n, "n")
         generator = require_generator(generator, self.device)
@@ -471,7 +471,7 @@ def aligned_speculative_sample_from_noise(
 
 
 def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                               generator: torch.Generator | None = None, *,
+                               generator: torch.Generator, *,
                                residual: str = "auto", max_trials: int = DEFAULT_MAX_TRIALS,
                                ) -> SpeculativeResult:
     """Draw ``n`` target tokens by aligned trajectories; noise from ``generator`` (on the
@@ -596,7 +596,7 @@ def joint_speculative_sample_from_noise(
 
 
 def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                             generator: torch.Generator | None = None, *,
+                             generator: torch.Generator, *,
                              residual: str = "batched", max_trials: int = DEFAULT_MAX_TRIALS,
                              ) -> SpeculativeResult:
     """Draw ``n`` target tokens with the joint-trajectory criterion; noise from ``generator``

@@ -315,7 +315,8 @@ class GaussianMixture(Distribution):
         """Draw samples of shape ``(*sample_shape, *batch, d)``.
 
         The component uniforms are drawn before the normals (as ``cspd_ref``), in
-        ``compute_dtype``, from ``generator`` (or the global RNG of the device).
+        ``compute_dtype``, from ``generator``. ``None`` (the device's global RNG) is accepted only
+        for ``torch.distributions`` compatibility; gpu_impl's samplers always pass a generator.
         """
         shape = (*torch.Size(sample_shape), *self.batch_shape)
         ct = self.compute_dtype

@@ -207,7 +207,7 @@ class ResidualNoiseGenerator:
     uniforms ``(m, k)`` (the order of ``cspd_ref.speculative.ResidualNoiseGenerator``).
     """
 
-    def __init__(self, generator: torch.Generator | None, dim: int, *,
+    def __init__(self, generator: torch.Generator, dim: int, *,
                  device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)
@@ -555,7 +555,7 @@ def _resolve_rejections(draft: GaussianMixture, target: GaussianMixture, x: Tens
 
 
 def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
-                       generator: torch.Generator | None = None, *, residual: str = "auto",
+                       generator: torch.Generator, *, residual: str = "auto",
                        max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
     """Draw ``n`` tokens whose law is exactly ``target``, speculatively from ``draft``.
 
@@ -568,7 +568,8 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
         draft: the draft ``q`` (batch ``()`` or ``(n,)``).
         target: the target ``p`` (batch ``()`` or ``(n,)``).
         n: number of tokens.
-        generator: a ``torch.Generator`` on the distributions' device (``None``: global RNG).
+        generator: a ``torch.Generator`` on the distributions' device (required: randomness is
+            explicit).
         residual: ``"auto"`` (reflection for equal-scale single Gaussians, batched otherwise),
             ``"loop"``, ``"batched"`` or ``"reflection"``.
         max_trials: safety cap on residual proposals per row (raises, never substitutes).

@@ -154,11 +154,12 @@ def require_shape(tensor: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
 
 
 def require_generator(generator: Any, device: torch.device | str,
-                      name: str = "generator") -> torch.Generator | None:
-    """Raise unless ``generator`` is ``None`` (the global RNG) or a ``torch.Generator`` on
-    ``device``'s type."""
-    if generator is None:
-        return None
+                      name: str = "generator") -> torch.Generator:
+    """Raise unless ``generator`` is a ``torch.Generator`` on ``device``'s type.
+
+    Randomness is always explicit: ``None`` (the global RNG) is refused, like the reference's
+    ``numpy.random.Generator`` argument.
+    """
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"{name}: expected a torch.Generator (e.g. "
                          f"torch.Generator(device).manual_seed(seed)), got "

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import cspd_ref  # noqa: E402
 import gpu_impl  # noqa: E402
 from gpu_impl import diffusion as gd  # noqa: E402
+from gpu_impl.testing import init_linear_layers_  # noqa: E402
 
 TEST_FILES = ["tests/test_gpu_differential.py", "tests/test_gpu_sync_free.py",
               "tests/test_gpu_validation.py", "tests/test_gpu_distribution.py"]
@@ -143,12 +144,12 @@ class MLPHead(torch.nn.Module):
 
     def __init__(self, dim: int, hidden: int, num_steps: int, seed: int) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         self.num_steps = num_steps
         self.net = torch.nn.Sequential(
             torch.nn.Linear(dim + 1, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, dim))
+        init_linear_layers_(self.net, torch.Generator().manual_seed(seed))
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         time_feature = torch.full_like(x[:, :1], t / self.num_steps)

@@ -28,7 +28,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gpu_impl
 from gpu_impl import diffusion as gd
-from gpu_impl.testing import device_under_test
+from gpu_impl.testing import device_under_test, init_linear_layers_
 
 DEVICE = device_under_test()
 T_STEPS, DIM, N = 6, 4, 32
@@ -39,10 +39,10 @@ class TimeMLP(torch.nn.Module):
 
     def __init__(self, dim: int, hidden: int, num_steps: int, seed: int) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         self.num_steps = num_steps
         self.net = torch.nn.Sequential(torch.nn.Linear(dim + 1, hidden), torch.nn.Tanh(),
                                        torch.nn.Linear(hidden, dim))
+        init_linear_layers_(self.net, torch.Generator().manual_seed(seed))
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         time = torch.full_like(x[:, :1], t / self.num_steps)

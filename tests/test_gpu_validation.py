@@ -22,6 +22,11 @@ from gpu_impl import speculative as gs
 from gpu_impl.testing import device_under_test
 
 DEV = device_under_test()
+
+
+def gen() -> torch.Generator:
+    """An explicit generator on the device under test (randomness is never global)."""
+    return torch.Generator(device=DEV).manual_seed(0)
 F32 = torch.float32
 
 
@@ -148,11 +153,12 @@ BAD_CALLS: list[tuple[str, str, Callable[[], Any]]] = [
     ("spec-max-trials", "max_trials", lambda: spec(max_trials=0)),
     ("spec-batch", "draft", lambda: spec(draft=Q.expand((3,)))),
     ("spec-batch-2d", "target", lambda: spec(target=P.expand((5, 1)))),
-    ("sample-n", "n", lambda: gpu_impl.speculative_sample(Q, P, -1)),
-    ("sample-n-float", "n", lambda: gpu_impl.speculative_sample(Q, P, 2.0)),
+    ("sample-n", "n", lambda: gpu_impl.speculative_sample(Q, P, -1, gen())),
+    ("sample-n-float", "n", lambda: gpu_impl.speculative_sample(Q, P, 2.0, gen())),
     ("sample-generator", "generator", lambda: gpu_impl.speculative_sample(
         Q, P, 3, np.random.default_rng(0))),
-    ("sample-residual", "residual", lambda: gpu_impl.speculative_sample(Q, P, 3,
+    ("sample-generator-none", "generator", lambda: gpu_impl.speculative_sample(Q, P, 3, None)),
+    ("sample-residual", "residual", lambda: gpu_impl.speculative_sample(Q, P, 3, gen(),
                                                                         residual="none")),
     ("noise-arrays-uniform", "component_uniforms", lambda: gpu_impl.ResidualNoiseArrays(
         ten(np.full((2, 3), 1.0)), ten(np.zeros((2, 3, 1))), ten(np.zeros((2, 3))))),
@@ -162,7 +168,7 @@ BAD_CALLS: list[tuple[str, str, Callable[[], Any]]] = [
         ten(np.zeros((2, 3))), ten(np.zeros((2, 3, 1))), ten(np.zeros((2, 4))))),
     ("noise-stream-dim", "residual_noise", lambda: spec(G1.expand(()), P,
                                                         noise=stream(d=3))),
-    ("noise-generator-dim", "dim", lambda: gpu_impl.ResidualNoiseGenerator(None, 0)),
+    ("noise-generator-dim", "dim", lambda: gpu_impl.ResidualNoiseGenerator(gen(), 0, device=DEV)),
     # ---- diffusion
     ("chain-mean-fn", "mean_fn", lambda: gpu_impl.GaussianChain(3, ones, 2, 2)),
     ("chain-scale-fn", "scale_fn", lambda: gpu_impl.GaussianChain(ones, None, 2, 2)),
@@ -183,19 +189,19 @@ BAD_CALLS: list[tuple[str, str, Callable[[], Any]]] = [
     ("chain-scale-zero", "scale_fn", lambda: gpu_impl.GaussianChain(ones, zero_scale, 3, 2)
      .sample_from_noise(X_T, EPS)),
     ("aligned-type", "draft_chain", lambda: gpu_impl.aligned_speculative_sample(
-        "chain", CHAIN, 4)),
+        "chain", CHAIN, 4, gen())),
     ("aligned-steps", "target_chain", lambda: gpu_impl.aligned_speculative_sample(
-        CHAIN, linear_chain(T_steps=4), 4)),
+        CHAIN, linear_chain(T_steps=4), 4, gen())),
     ("aligned-dim", "target_chain", lambda: gpu_impl.aligned_speculative_sample(
-        CHAIN, linear_chain(d=3), 4)),
+        CHAIN, linear_chain(d=3), 4, gen())),
     ("aligned-shared-eps", "shared_eps", lambda: gpu_impl.aligned_speculative_sample_from_noise(
         CHAIN, CHAIN, X_T, EPS, Z, U, stream())),
     ("aligned-scale-fn", "target_chain.scale_fn",
      lambda: gpu_impl.aligned_speculative_sample_from_noise(
          CHAIN, gpu_impl.GaussianChain(ones, zero_scale, 3, 2), X_T, EPS[:2], Z, U, stream())),
-    ("aligned-n", "n", lambda: gpu_impl.aligned_speculative_sample(CHAIN, CHAIN, -2)),
+    ("aligned-n", "n", lambda: gpu_impl.aligned_speculative_sample(CHAIN, CHAIN, -2, gen())),
     ("joint-residual", "residual", lambda: gpu_impl.joint_speculative_sample(
-        CHAIN, CHAIN, 4, residual="reflection")),
+        CHAIN, CHAIN, 4, gen(), residual="reflection")),
     ("joint-eps", "draft_eps", lambda: gpu_impl.joint_speculative_sample_from_noise(
         CHAIN, CHAIN, X_T, EPS[:1], U, stream())),
     ("joint-accept", "accept_uniforms", lambda: gpu_impl.joint_speculative_sample_from_noise(
