@@ -27,9 +27,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     count = EXACT_CALLS["count"]
     if count > PLANNED_EXACT_CALLS:
         session.exitstatus = 1
-        print(f"\ncspd gate: {count} exact-sampler verify calls exceed the planned "
+        print(f"\ncspd gate: {count} exact-sampler statistical assertions exceed the planned "
               f"{PLANNED_EXACT_CALLS}; raise PLANNED_EXACT_CALLS (and so lower CALL_ALPHA) in "
               "property_tests/budget.py")
     elif count:
-        print(f"\ncspd gate: {count} exact-sampler verify calls (planned <= "
+        print(f"\ncspd gate: {count} exact-sampler statistical assertions (planned <= "
               f"{PLANNED_EXACT_CALLS}, family-wise false-alarm bound {count} x CALL_ALPHA)")
