@@ -311,9 +311,9 @@ def joint_speculative_sample_from_noise(
     if rejected.size:
         stream = RowSubsetNoise(residual_noise, rejected)
 
-        def propose(rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray,
-                                                     FloatArray]:
-            _, normals, accept_u = stream.take(rows, k)
+        def propose(rows: IntArray, start: int,
+                    k: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+            _, normals, accept_u = stream.take(rows, start, k)
             m, k_drawn = accept_u.shape
             if normals.shape[-1] != (T + 1) * d:
                 raise ValueError(f"residual_noise: items must hold (T + 1) * d = {(T + 1) * d} "

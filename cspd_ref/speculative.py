@@ -126,12 +126,15 @@ def residual_acceptance_probability(log_q: ArrayLike, log_p: ArrayLike) -> Float
 class ResidualNoise(Protocol):
     """A per-row stream of residual-proposal noise.
 
-    ``take(rows, k)`` returns the next ``k`` items of each listed row's own stream:
-    component uniforms ``(m, k)``, standard normals ``(m, k, d)``, acceptance uniforms ``(m, k)``
-    (``m = len(rows)``); it may return fewer than ``k`` when a finite stream runs short.
+    ``take(rows, start, k)`` returns items ``start .. start + k - 1`` of each listed row's own
+    stream: component uniforms ``(m, k)``, standard normals ``(m, k, d)``, acceptance uniforms
+    ``(m, k)`` (``m = len(rows)``); a finite stream returns fewer than ``k`` near its end. The
+    caller tracks the position (the engines keep every listed row at the same ``start``), so a
+    stream holds no state and can be reused (as ``gpu_impl.speculative.ResidualNoise``).
     """
 
-    def take(self, rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def take(self, rows: IntArray, start: int,
+             k: int) -> tuple[FloatArray, FloatArray, FloatArray]: ...
 
 
 class ResidualNoiseArrays:
@@ -153,20 +156,17 @@ class ResidualNoiseArrays:
         self.accept_uniforms = require_open_unit_interval(
             require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=2), (n, m),
                           "accept_uniforms"), "accept_uniforms")
-        self.cursor = np.zeros(n, dtype=np.int64)
 
     @property
     def length(self) -> int:
         """Number of proposals available per row."""
         return int(self.component_uniforms.shape[1])
 
-    def take(self, rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-        start = self.cursor[rows]
-        available = int(self.length - start.max()) if rows.size else 0
-        k = max(0, min(k, available))
-        cols = start[:, None] + np.arange(k)[None, :]
+    def take(self, rows: IntArray, start: int,
+             k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        k = max(0, min(k, self.length - start))
+        cols = start + np.arange(k)[None, :]
         r = rows[:, None]
-        self.cursor[rows] += k
         return (self.component_uniforms[r, cols], self.normals[r, cols],
                 self.accept_uniforms[r, cols])
 
@@ -174,23 +174,27 @@ class ResidualNoiseArrays:
 class ResidualNoiseGenerator:
     """An unbounded residual noise stream drawn on demand from a ``numpy.random.Generator``.
 
-    Per call: component uniforms, then normals, then acceptance uniforms.
+    Per call: component uniforms, then normals, then acceptance uniforms — fresh draws, so
+    ``start`` is not needed.
     """
 
     def __init__(self, rng: np.random.Generator, dim: int) -> None:
         self.rng = require_generator(rng)
         self.dim = require_int(dim, "dim", minimum=1)
 
-    def take(self, rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def take(self, rows: IntArray, start: int,
+             k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
         m = rows.size
         return (self.rng.random((m, k)), self.rng.standard_normal((m, k, self.dim)),
                 self.rng.random((m, k)))
 
 
 # --------------------------------------------------------------------- first-success engine
-ProposalFn = Callable[[IntArray, int], tuple[FloatArray, FloatArray, FloatArray, FloatArray]]
-"""``propose(rows, k) -> (values (m, k, *event), log_q (m, k), log_p (m, k), accept_u (m, k))``:
-``k`` (or fewer) proposals from the target for each listed row, scored by both densities."""
+ProposalFn = Callable[[IntArray, int, int],
+                      tuple[FloatArray, FloatArray, FloatArray, FloatArray]]
+"""``propose(rows, start, k) -> (values (m, k, *event), log_q (m, k), log_p (m, k),
+accept_u (m, k))``: proposals ``start .. start + k - 1`` (or fewer) from the target for each
+listed row, scored by both densities."""
 
 
 def first_success_residual_loop(n_rows: int, event_shape: tuple[int, ...], propose: ProposalFn,
@@ -212,7 +216,7 @@ def first_success_residual_loop(n_rows: int, event_shape: tuple[int, ...], propo
             if trials[row] >= max_trials:
                 unfinished.append(row)
                 break
-            proposal, log_q, log_p, accept_u = propose(rows, 1)
+            proposal, log_q, log_p, accept_u = propose(rows, int(trials[row]), 1)
             if proposal.shape[1] == 0:
                 unfinished.append(row)
                 break
@@ -250,7 +254,7 @@ def first_success_residual_batched(n_rows: int, event_shape: tuple[int, ...],
     while pending.size and used < max_trials:
         per_row_budget = max(1, ROUND_ELEMENT_BUDGET // (pending.size * event_size))
         k_round = int(min(k, max_trials - used, per_row_budget))
-        proposal, log_q, log_p, accept_u = propose(pending, k_round)
+        proposal, log_q, log_p, accept_u = propose(pending, used, k_round)
         drawn = proposal.shape[1]
         if drawn == 0:
             break
@@ -280,8 +284,9 @@ def token_proposal_fn(draft: GaussianMixture, target: GaussianMixture,
                       noise: ResidualNoise) -> ProposalFn:
     """Proposals ``y ~ p`` for residual sampling of tokens, scored by ``log q`` and ``log p``."""
 
-    def propose(rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        comp_u, normals, accept_u = noise.take(rows, k)
+    def propose(rows: IntArray, start: int,
+                k: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        comp_u, normals, accept_u = noise.take(rows, start, k)
         p_rows = rows_of(target, rows)
         y = p_rows.sample_from_noise(comp_u, normals)
         return y, rows_of(draft, rows).log_prob(y), p_rows.log_prob(y), accept_u
@@ -477,8 +482,9 @@ class RowSubsetNoise:
         self.noise = noise
         self.rows = rows
 
-    def take(self, rows: IntArray, k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-        return self.noise.take(self.rows[rows], k)
+    def take(self, rows: IntArray, start: int,
+             k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return self.noise.take(self.rows[rows], start, k)
 
 
 def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,

@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--out", type=Path, default=Path("reports/calibration.md"))
     args = parser.parse_args(argv)
     header = (f"# cspd gate calibration ({args.mode} mode)\n\nGate budget: GATE_ALPHA = "
-              f"{GATE_ALPHA:g} over at most {PLANNED_EXACT_CALLS} exact-sampler statistical assertions, "
-              f"CALL_ALPHA = {CALL_ALPHA:.1e} each.\n\n")
+              f"{GATE_ALPHA:g} over at most {PLANNED_EXACT_CALLS} exact-sampler statistical "
+              f"assertions, CALL_ALPHA = {CALL_ALPHA:.1e} each.\n\n")
     if args.mode == "battery":
         body = battery_mode(args.runs, args.seed0)
     else:

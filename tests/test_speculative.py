@@ -77,6 +77,12 @@ def test_batched_and_loop_residual_agree_on_the_same_proposal_stream(seed: int) 
                                       residual="batched")
     np.testing.assert_array_equal(a.samples, b.samples)
     np.testing.assert_array_equal(a.trials, b.trials)
+    # Streams hold no position: one object fed twice gives the same result again.
+    shared = noise_arrays(seed, n, m, 2)
+    first = speculative_sample_from_noise(q, p, u_c, z, u, shared, residual="batched")
+    again = speculative_sample_from_noise(q, p, u_c, z, u, shared, residual="batched")
+    np.testing.assert_array_equal(first.samples, again.samples)
+    np.testing.assert_array_equal(first.samples, b.samples)
 
 
 def test_exhausted_noise_raises_and_never_substitutes() -> None:
