@@ -29,6 +29,8 @@ def test_schedule_validation() -> None:
         GroupSchedule(((0, 1), (1, 2)))
     with pytest.raises(ValueError, match="^groups"):
         GroupSchedule(((0,), ()))
+    with pytest.raises(ValueError, match="^groups"):
+        GroupSchedule(((0.0,), (1.0,)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^num_steps"):
         mar_schedule(3, 4, np.random.default_rng(0))
 
