@@ -3,15 +3,24 @@
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
 ``cspd_ref`` name for name: ``distributions``, ``speculative``, ``diffusion``, plus ``sampler``
-(``as_sampler``, the SPEC §5 contract).
+(``as_sampler``, ``as_ar_sampler``, the SPEC §5 contract) and ``ar`` (AR sequences, SPEC §4).
 
-Public names: ``as_sampler``; ``GaussianMixture``, ``DiagGaussian``, ``from_reference``;
+Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
+``from_reference``;
 ``speculative_sample``, ``speculative_sample_from_noise``, ``SpeculativeResult``,
 ``ResidualNoiseArrays``, ``ResidualNoiseGenerator``, ``ResidualBudgetExceeded``;
 ``GaussianChain``, ``LinearGaussianChain``, ``aligned_speculative_sample(_from_noise)``,
-``joint_speculative_sample(_from_noise)``, ``aligned_denoise``.
+``joint_speculative_sample(_from_noise)``, ``aligned_denoise``; ``ARModel``,
+``MixtureARModel``, ``GroupTable``, ``ar_speculative_decode``, ``ARDecodeResult``.
 """
 
+from gpu_impl.ar import (
+    ARDecodeResult,
+    ARModel,
+    GroupTable,
+    MixtureARModel,
+    ar_speculative_decode,
+)
 from gpu_impl.diffusion import (
     GaussianChain,
     LinearGaussianChain,
@@ -22,7 +31,7 @@ from gpu_impl.diffusion import (
     joint_speculative_sample_from_noise,
 )
 from gpu_impl.distributions import DiagGaussian, GaussianMixture, from_reference
-from gpu_impl.sampler import as_sampler
+from gpu_impl.sampler import as_ar_sampler, as_sampler
 from gpu_impl.speculative import (
     ResidualBudgetExceeded,
     ResidualNoiseArrays,
@@ -33,10 +42,14 @@ from gpu_impl.speculative import (
 )
 
 __all__ = [
+    "ARDecodeResult",
+    "ARModel",
     "DiagGaussian",
     "GaussianChain",
     "GaussianMixture",
+    "GroupTable",
     "LinearGaussianChain",
+    "MixtureARModel",
     "ResidualBudgetExceeded",
     "ResidualNoiseArrays",
     "ResidualNoiseGenerator",
@@ -44,6 +57,8 @@ __all__ = [
     "aligned_denoise",
     "aligned_speculative_sample",
     "aligned_speculative_sample_from_noise",
+    "ar_speculative_decode",
+    "as_ar_sampler",
     "as_sampler",
     "from_reference",
     "joint_speculative_sample",

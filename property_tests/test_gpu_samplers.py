@@ -1,4 +1,4 @@
-"""The PyTorch samplers (gpu_impl) pass the battery on the gate's cases (SPEC §5, §6).
+"""The PyTorch samplers (gpu_impl) pass the battery on the gate's cases (SPEC §4-§6).
 
 Float32 on the CPU by default; ``CSPD_TEST_DEVICE=cuda`` runs the same assertions on a GPU.
 """
@@ -12,10 +12,15 @@ import torch
 from hypothesis import given, settings
 
 import gpu_impl
-from cspd_ref.cases import Case, DiffusionCase
+from cspd_ref.cases import ARCase, Case, DiffusionCase
 from gpu_impl.testing import device_under_test
 from property_tests.gate import assert_equivalent
-from property_tests.strategies import equal_scale_gaussian_cases, linear_chain_pairs, token_cases
+from property_tests.strategies import (
+    ar_cases,
+    equal_scale_gaussian_cases,
+    linear_chain_pairs,
+    token_cases,
+)
 
 DEVICE = device_under_test()
 
@@ -74,3 +79,14 @@ def test_gpu_acceptance_and_trial_counts_follow_theory(case: Case) -> None:
 def test_gpu_aligned_trajectories_are_exact(case: DiffusionCase) -> None:
     assert_equivalent(aligned_gpu_sampler, case, "gpu-aligned",
                       repr(case.target_chain.offsets.sum()))
+
+
+@pytest.mark.parametrize("config", [{"gamma": 2, "prefill": 0.0, "bonus_group": True},
+                                    {"gamma": 3, "prefill": 0.25, "bonus_group": False}],
+                         ids=["gamma2-bonus", "gamma3-prefill-nobonus"])
+@settings(max_examples=2)
+@given(case=ar_cases())
+def test_gpu_ar_speculative_decoding_is_exact(config: dict, case: ARCase) -> None:
+    sampler = gpu_impl.as_ar_sampler(device=DEVICE, dtype=torch.float32, **config)
+    assert_equivalent(sampler, case, "gpu-ar", repr(config), repr(case.target.base_means.sum()),
+                      n=2000)
