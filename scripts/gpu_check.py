@@ -3,7 +3,8 @@
 Run through ``scripts/gpu_check.sh`` (sets ``PYTHONPATH`` to the repository, no install needed).
 
 * ``CSPD_TEST_DEVICE=cuda`` (the default): the tests ``tests/test_gpu_*.py`` (differential against
-  cspd_ref on identical noise, sync-freedom incl. CUDA-graph capture, validation, distribution)
+  cspd_ref on identical noise, sync-freedom incl. CUDA-graph capture, AR decoding, validation,
+  distribution)
   run on CUDA; then tokens/s of ``speculative_sample`` (n = 65536, d = 16, float32) for K = 1
   equal scales (reflection residual) and K = 3 mixtures (batched residual), and the aligned
   diffusion sampler with T = 100 steps and an MLP head (d = 16, hidden 256), the denoising loop
@@ -40,7 +41,8 @@ from gpu_impl import diffusion as gd  # noqa: E402
 from gpu_impl.testing import init_linear_layers_  # noqa: E402
 
 TEST_FILES = ["tests/test_gpu_differential.py", "tests/test_gpu_sync_free.py",
-              "tests/test_gpu_validation.py", "tests/test_gpu_distribution.py"]
+              "tests/test_gpu_ar.py", "tests/test_gpu_validation.py",
+              "tests/test_gpu_distribution.py"]
 
 
 @dataclass
