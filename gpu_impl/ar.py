@@ -440,6 +440,18 @@ def require_prefill(prefill: Any) -> float:
     return value
 
 
+def check_decode_options(gamma: Any, prefill: Any, bonus_group: Any, residual: Any,
+                         max_trials: Any) -> tuple[int, float, int]:
+    """Validate the decoding options; returns ``(gamma, prefill, max_trials)`` normalised."""
+    gamma = require_int(gamma, "gamma", minimum=1)
+    prefill_value = require_prefill(prefill)
+    if not isinstance(bonus_group, bool):
+        raise ValueError("bonus_group: must be a bool")
+    if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
+        raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
+    return gamma, prefill_value, require_int(max_trials, "max_trials", minimum=1)
+
+
 def prefill_groups(prefill: float, num_groups: int) -> int:
     """``ceil(prefill * G)`` as the reference computes it (a 1e-12 allowance absorbs the
     rounding of ``prefill * G``, e.g. ``0.3 * 10 = 3.0000000000000004``)."""
@@ -525,13 +537,8 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
     n = require_int(n, "n")
     device = target.device
     generator = require_generator(generator, device)
-    gamma = require_int(gamma, "gamma", minimum=1)
-    prefill_value = require_prefill(prefill)
-    if not isinstance(bonus_group, bool):
-        raise ValueError("bonus_group: must be a bool")
-    if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
-        raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
-    max_trials = require_int(max_trials, "max_trials", minimum=1)
+    gamma, prefill_value, max_trials = check_decode_options(gamma, prefill, bonus_group,
+                                                            residual, max_trials)
 
     L, d, G = table.seq_len, target.dim, table.num_groups
     dtype, ct = target.dtype, compute_dtype(target.dtype)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from gpu_impl.ar import ARModel, MixtureARModel, ar_speculative_decode, require_prefill
+from gpu_impl.ar import ARModel, MixtureARModel, ar_speculative_decode, check_decode_options
 from gpu_impl.distributions import from_reference
 from gpu_impl.speculative import DEFAULT_MAX_TRIALS, RESIDUAL_METHODS, speculative_sample
 from gpu_impl.validation import require_device, require_floating_dtype, require_int
@@ -129,13 +129,8 @@ def as_ar_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = to
     """
     dev = require_device(device)
     dt = require_floating_dtype(dtype)
-    gamma = require_int(gamma, "gamma", minimum=1)
-    prefill_value = require_prefill(prefill)
-    if not isinstance(bonus_group, bool):
-        raise ValueError("bonus_group: must be a bool")
-    if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
-        raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
-    cap = require_int(max_trials, "max_trials", minimum=1)
+    gamma, prefill_value, cap = check_decode_options(gamma, prefill, bonus_group, residual,
+                                                     max_trials)
 
     def sampler(case: Any, n: int, seed: int) -> torch.Tensor:
         for name in ("draft", "target", "schedule"):
