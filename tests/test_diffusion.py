@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from cspd_ref.diffusion import (
     GaussianChain,
@@ -57,13 +58,52 @@ def test_transition_log_ratio_equal_scales_is_difference_of_squared_distances() 
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_trajectory_log_ratio_is_sum_of_transition_ratios() -> None:
-    p, q = linear_chain(1), linear_chain(2)
+def chain_log_density_scipy(states: np.ndarray, num_steps: int, mean_fn, scale_fn,
+                            temperature: float) -> np.ndarray:
+    """log density of whole trajectories ``states`` ``(T + 1, N, d)`` (``x_T`` first), written
+    out from the chain's definition (SPEC §1): ``x_T ~ N(0, I)`` and
+    ``x_{t-1} | x_t ~ N(m(x_t, t), (tau s(x_t, t))^2)``, each term by scipy.stats.norm.logpdf."""
+    total = norm.logpdf(states[0]).sum(axis=-1)
+    for i in range(num_steps):
+        t = num_steps - i
+        x_t, x_prev = states[i], states[i + 1]
+        scale = temperature * np.broadcast_to(scale_fn(x_t, t), x_t.shape)
+        total += norm.logpdf(x_prev, loc=mean_fn(x_t, t), scale=scale).sum(axis=-1)
+    return total
+
+
+def test_trajectory_log_ratio_matches_scipy_trajectory_densities() -> None:
+    """trajectory_log_ratio(q, p, traj) = log p(traj) - log q(traj), with both trajectory
+    densities (prior of x_T included) computed by scipy from the chains' parameters or from
+    callables defined here, never by cspd_ref. Unequal scales, so the log-scale terms count."""
     rng = np.random.default_rng(0)
-    states = p.trajectory_from_noise(rng.normal(size=(6, D)), rng.normal(size=(T, 6, D)))
-    total = sum(transition_log_prob(p, states[i], T - i, states[i + 1])
-                - transition_log_prob(q, states[i], T - i, states[i + 1]) for i in range(T))
-    np.testing.assert_allclose(trajectory_log_ratio(q, p, states), total, rtol=1e-12)
+    states = rng.normal(size=(T + 1, 6, D))  # any points: the identity holds everywhere
+    p, q = linear_chain(1), linear_chain(2)
+
+    def linear(chain: LinearGaussianChain):
+        a, b, s = (chain.coefficients.copy(), chain.offsets.copy(), chain.step_scales.copy())
+        return (lambda x, t: a[t - 1] * x + b[t - 1]), (lambda x, t: s[t - 1])
+
+    log_p = chain_log_density_scipy(states, T, *linear(p), p.temperature)
+    log_q = chain_log_density_scipy(states, T, *linear(q), q.temperature)
+    np.testing.assert_allclose(trajectory_log_ratio(q, p, states), log_p - log_q, rtol=1e-12,
+                               atol=1e-12)
+    # the log-scale terms are not negligible here: dropping them would change the ratio
+    log_scales = np.log(q.step_scales / p.step_scales).sum()
+    assert abs(log_scales) > 0.1
+
+    # a nonlinear pair whose mean and scale depend on the state
+    w = np.random.default_rng(3).normal(size=(D, D)) / np.sqrt(D)
+    m_p = lambda x, t: np.tanh(x @ w) * 0.9 + 0.1 * t
+    s_p = lambda x, t: 0.5 + 0.1 * np.abs(x)
+    m_q = lambda x, t: 0.8 * x
+    s_q = lambda x, t: 0.7 + 0.05 * t * np.ones_like(x)
+    chain_p = GaussianChain(m_p, s_p, num_steps=T, dim=D, temperature=0.8)
+    chain_q = GaussianChain(m_q, s_q, num_steps=T, dim=D, temperature=0.8)
+    expected = (chain_log_density_scipy(states, T, m_p, s_p, 0.8)
+                - chain_log_density_scipy(states, T, m_q, s_q, 0.8))
+    np.testing.assert_allclose(trajectory_log_ratio(chain_q, chain_p, states), expected,
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_identical_chains_accept_everything() -> None:
