@@ -151,10 +151,22 @@ class GaussianMixture:
         ``x`` has shape ``(*sample, *batch, d)`` (or anything that broadcasts to it).
         """
         x = np.asarray(x, dtype=np.float64)
-        z = (x[..., None, :] - self.means) / self.scales
-        per_coordinate = -0.5 * z * z - np.log(self.scales) - HALF_LOG_TWO_PI
         with np.errstate(divide="ignore"):
             log_w = np.log(self.weights)
+        log_scales = np.log(self.scales)
+        if self.batch_shape == () and x.ndim == 2:
+            # One (n, d) pass per component without (n, K, d) temporaries: several times
+            # faster for large n (the battery evaluates millions of rows).
+            out = np.empty((x.shape[0], self.n_components))
+            z = np.empty_like(x)
+            for k in range(self.n_components):
+                np.subtract(x, self.means[k], out=z)
+                np.multiply(z, 1.0 / self.scales[k], out=z)
+                out[:, k] = -0.5 * np.einsum("ij,ij->i", z, z) - (
+                    log_scales[k].sum() + self.dim * HALF_LOG_TWO_PI)
+            return out + log_w
+        z = (x[..., None, :] - self.means) / self.scales
+        per_coordinate = -0.5 * z * z - log_scales - HALF_LOG_TWO_PI
         return per_coordinate.sum(axis=-1) + log_w
 
     def log_prob(self, x: ArrayLike) -> FloatArray:
@@ -197,6 +209,8 @@ class GaussianMixture:
         if z.shape != (*u.shape, self.dim):
             raise ValueError(f"normals: expected shape {(*u.shape, self.dim)}, got {z.shape}")
         k = self.component_index_from_uniforms(u)
+        if self.batch_shape == ():
+            return np.asarray(self.means[k] + self.scales[k] * z, dtype=np.float64)
         full = (*u.shape, self.n_components, self.dim)
         means = np.broadcast_to(self.means, full)
         scales = np.broadcast_to(self.scales, full)
@@ -267,15 +281,22 @@ class GaussianMixture:
             ``(*sample, *batch, d)`` values in [0, 1].
         """
         x = np.asarray(x, dtype=np.float64)
-        z = (x[..., None, :] - self.means) / self.scales          # (..., K, d)
-        per_coordinate = -0.5 * z * z - np.log(self.scales) - HALF_LOG_TWO_PI
         with np.errstate(divide="ignore"):
-            log_w = np.log(self.weights)[..., None]                # (..., K, 1)
-        # log posterior weight of component k given coordinates < j, for every j.
-        before = np.cumsum(per_coordinate, axis=-1) - per_coordinate
-        log_post = log_w + before
-        log_post = log_post - logsumexp(log_post, axis=-2, keepdims=True)
-        values = np.sum(np.exp(log_post) * ndtr(z), axis=-2)
+            log_post = np.broadcast_to(np.log(self.weights),
+                                       (*x.shape[:-1], self.n_components)).copy()  # (..., K)
+        log_scales = np.log(self.scales)
+        values = np.empty(x.shape)
+        for j in range(self.dim):
+            # Posterior weights given coordinates < j: a running sum of log terms, shifted by
+            # its maximum over components at every step, so that no large term is ever
+            # subtracted again (a cumulative sum minus the current term loses the earlier
+            # terms to rounding when one coordinate's term is ~1e19).
+            log_post -= np.max(log_post, axis=-1, keepdims=True)
+            weights = np.exp(log_post)
+            weights /= weights.sum(axis=-1, keepdims=True)
+            z = (x[..., j, None] - self.means[..., j]) / self.scales[..., j]  # (..., K)
+            values[..., j] = np.sum(weights * ndtr(z), axis=-1)
+            log_post += -0.5 * z * z - log_scales[..., j]
         return np.clip(values, 0.0, 1.0)
 
 

@@ -27,7 +27,7 @@ from cspd_ref.validation import FloatArray, as_float64, require_generator, requi
 
 DEFAULT_MC_SAMPLES = 200_000
 GRID_POINTS_PER_COMPONENT = 400
-MC_CHUNK = 8192
+MC_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -113,24 +113,50 @@ def mixture_mass(m: GaussianMixture, a: float, b: float) -> float:
     return float(np.sum(w * per))
 
 
-def tv_monte_carlo(p: GaussianMixture, q: GaussianMixture, rng: np.random.Generator,
-                   n_samples: int = DEFAULT_MC_SAMPLES) -> TVEstimate:
-    """Importance-sampled MC: ``TV = E_m[|tanh((log p - log q)/2)|]``, ``m = (p + q)/2``.
-
-    Half the samples come from p and half from q (a stratified draw from m).
-    """
-    n_samples = require_int(n_samples, "n_samples", minimum=2)
+def tv_integrand_samples(p: GaussianMixture, q: GaussianMixture, rng: np.random.Generator,
+                         n_samples: int) -> tuple[FloatArray, FloatArray]:
+    """``f = |tanh((log p - log q) / 2)|`` at ``n_samples // 2`` draws from p and the rest from q
+    (the two strata of the balanced proposal ``m = (p + q) / 2``); values in [0, 1]."""
     half = n_samples // 2
     xs = np.concatenate([p.sample(half, rng), q.sample(n_samples - half, rng)])
     f = np.empty(n_samples)
     for start in range(0, n_samples, MC_CHUNK):
         chunk = xs[start:start + MC_CHUNK]
         f[start:start + MC_CHUNK] = np.abs(np.tanh(0.5 * (p.log_prob(chunk) - q.log_prob(chunk))))
-    # Stratified estimator: mean of the two strata means; its variance from within-strata ones.
-    fp, fq = f[:half], f[half:]
+    return f[:half], f[half:]
+
+
+def tv_monte_carlo(p: GaussianMixture, q: GaussianMixture, rng: np.random.Generator,
+                   n_samples: int = DEFAULT_MC_SAMPLES) -> TVEstimate:
+    """Importance-sampled MC: ``TV = E_m[|tanh((log p - log q)/2)|]``, ``m = (p + q)/2``.
+
+    Half the samples come from p and half from q (a stratified draw from m); the standard error
+    is the stratified one (for a guaranteed interval use ``tv_bounds``).
+    """
+    n_samples = require_int(n_samples, "n_samples", minimum=4)
+    fp, fq = tv_integrand_samples(p, q, rng, n_samples)
     value = 0.5 * (fp.mean() + fq.mean())
     stderr = 0.5 * math.sqrt(fp.var(ddof=1) / fp.size + fq.var(ddof=1) / fq.size)
     return TVEstimate(value=float(value), stderr=float(stderr), method="monte_carlo")
+
+
+def tv_method(p: GaussianMixture, q: GaussianMixture) -> str:
+    """Which TV method applies: ``"closed_form"`` (equal-scale single Gaussians),
+    ``"crossings_1d"`` (d = 1) or ``"monte_carlo"``.
+
+    Raises:
+        ValueError: mismatched dimensions or batched mixtures.
+    """
+    require_mixture(p, "p")
+    require_mixture(q, "q")
+    require_same_event(q, p)
+    if p.batch_shape != () or q.batch_shape != ():
+        raise ValueError("p: tv_distance takes single mixtures (batch shape ())")
+    if p.is_single_gaussian and q.is_single_gaussian and np.array_equal(p.scales, q.scales):
+        return "closed_form"
+    if p.dim == 1:
+        return "crossings_1d"
+    return "monte_carlo"
 
 
 def tv_distance(p: GaussianMixture, q: GaussianMixture, *, rng: np.random.Generator | None = None,
@@ -144,21 +170,114 @@ def tv_distance(p: GaussianMixture, q: GaussianMixture, *, rng: np.random.Genera
         ValueError: for mismatched dimensions, batched mixtures, or a missing ``rng`` when
             Monte Carlo is needed.
     """
-    require_mixture(p, "p")
-    require_mixture(q, "q")
-    require_same_event(q, p)
-    if p.batch_shape != () or q.batch_shape != ():
-        raise ValueError("p: tv_distance takes single mixtures (batch shape ())")
-    if p.is_single_gaussian and q.is_single_gaussian and np.array_equal(p.scales, q.scales):
+    method = tv_method(p, q)
+    if method == "closed_form":
         value = tv_equal_scale_gaussians(p.means[0], q.means[0], p.scales[0])
         return TVEstimate(value=value, stderr=0.0, method="closed_form")
-    if p.dim == 1:
-        value = tv_crossings_1d(p, q)
-        return TVEstimate(value=value, stderr=1e-12, method="crossings_1d")
+    if method == "crossings_1d":
+        return TVEstimate(value=tv_crossings_1d(p, q), stderr=1e-12, method="crossings_1d")
     if rng is None:
         raise ValueError("rng: a numpy.random.Generator is required for the Monte Carlo TV "
                          f"estimate (d = {p.dim}, not equal-scale Gaussians)")
     return tv_monte_carlo(p, q, require_generator(rng), n_samples)
+
+
+@dataclass(frozen=True)
+class TVBounds:
+    """A guaranteed interval for ``TV(p, q)``.
+
+    Attributes:
+        value: the point value (exact, or the Monte Carlo estimate).
+        lower, upper: the interval; it contains the true TV except with probability
+            ``miss_probability``.
+        miss_probability: 0 for the exact methods.
+        method: ``"closed_form" | "crossings_1d" | "monte_carlo"``.
+        n_samples: Monte Carlo draws (0 for the exact methods).
+    """
+
+    value: float
+    lower: float
+    upper: float
+    miss_probability: float
+    method: str
+    n_samples: int = 0
+
+    @property
+    def half_width(self) -> float:
+        """``max(value - lower, upper - value)``."""
+        return max(self.value - self.lower, self.upper - self.value)
+
+
+#: Bound on the float64 error of the 1-D crossings TV (root finding to 1e-14 and ``ndtr``,
+#: both accurate to a few ulps; the bound leaves four orders of magnitude of slack).
+CROSSINGS_ERROR_BOUND = 1e-10
+
+
+def empirical_bernstein_half_width(values: FloatArray, delta: float, value_range: float = 1.0,
+                                   ) -> float:
+    """One-sided empirical Bernstein deviation (Maurer & Pontil 2009, Theorem 4).
+
+    For iid ``Z_i`` in an interval of length ``R`` and ``n >= 2``, with probability at least
+    ``1 - delta``: ``E Z - mean(Z) <= sqrt(2 V ln(2/delta) / n) + 7 R ln(2/delta) / (3 (n - 1))``,
+    ``V`` the unbiased sample variance. Valid for every n (non-asymptotic).
+    """
+    n = values.shape[0]
+    log_term = math.log(2.0 / delta)
+    variance = float(values.var(ddof=1))
+    return math.sqrt(2.0 * variance * log_term / n) + 7.0 * value_range * log_term / (3.0 * (n - 1))
+
+
+def tv_bounds(p: GaussianMixture, q: GaussianMixture, *, miss_probability: float,
+              rng: np.random.Generator | None = None,
+              n_samples: int = DEFAULT_MC_SAMPLES) -> TVBounds:
+    """A guaranteed interval for ``TV(p, q)``: exact where possible, else Monte Carlo with an
+    empirical-Bernstein interval.
+
+    Maths: equal-scale single Gaussians have the closed form (interval of width 0); 1-D mixtures
+    the crossings method (error below ``CROSSINGS_ERROR_BOUND``). Otherwise the stratified
+    estimator of ``tv_monte_carlo``: ``TV = (E_p f + E_q f) / 2`` with
+    ``f = |tanh((log p - log q) / 2)|`` in [0, 1]. The pairs ``g_i = (f(X_i) + f(Y_i)) / 2``,
+    ``X_i ~ p``, ``Y_i ~ q``, are iid in [0, 1] with mean TV; a two-sided empirical Bernstein
+    interval (``miss_probability / 2`` per side) contains the true TV with probability at least
+    ``1 - miss_probability``, for every sample size.
+
+    Args:
+        p, q: single mixtures of the same dimension.
+        miss_probability: in (0, 1); ignored by the exact methods.
+        rng: required when Monte Carlo is needed (keyword-only).
+        n_samples: Monte Carlo draws (half from each of p and q), ``>= 4``.
+
+    Raises:
+        ValueError: as ``tv_distance``; ``miss_probability`` outside (0, 1).
+
+    Examples:
+        >>> import numpy as np
+        >>> from cspd_ref import GaussianMixture
+        >>> p = GaussianMixture([1.0], [[0.0, 0.0]], [[1.0, 1.0]])
+        >>> q = GaussianMixture([1.0], [[0.5, 0.0]], [[1.5, 1.0]])
+        >>> b = tv_bounds(p, q, miss_probability=1e-6, rng=np.random.default_rng(0),
+        ...               n_samples=100_000)
+        >>> b.lower < b.value < b.upper, b.method
+        (True, 'monte_carlo')
+    """
+    miss = float(miss_probability)
+    if not 0.0 < miss < 1.0:
+        raise ValueError(f"miss_probability: must lie in (0, 1), got {miss_probability!r}")
+    method = tv_method(p, q)
+    if method != "monte_carlo":
+        v = tv_distance(p, q).value
+        err = 0.0 if method == "closed_form" else CROSSINGS_ERROR_BOUND
+        return TVBounds(v, max(0.0, v - err), min(1.0, v + err), 0.0, method)
+    if rng is None:
+        raise ValueError("rng: a numpy.random.Generator is required for the Monte Carlo TV "
+                         f"bounds (d = {p.dim}, not equal-scale Gaussians)")
+    n_samples = require_int(n_samples, "n_samples", minimum=4)
+    fp, fq = tv_integrand_samples(p, q, require_generator(rng), 2 * (n_samples // 2))
+    pairs = 0.5 * (fp + fq)
+    value = float(pairs.mean())
+    half = empirical_bernstein_half_width(pairs, miss / 2.0)
+    return TVBounds(value, max(0.0, value - half), min(1.0, value + half), miss, "monte_carlo",
+                    n_samples)
 
 
 def expected_acceptance(p: GaussianMixture, q: GaussianMixture, **kwargs: object) -> TVEstimate:

@@ -6,7 +6,10 @@ implementation.
 ``case.target`` (``cspd_ref.GaussianMixture``, float64 NumPy parameters) to ``dtype`` on
 ``device``, seeds a ``torch.Generator`` on that device with ``seed`` and returns
 ``gpu_impl.speculative_sample(...).samples``: samples whose law is exactly ``case.target`` (up to
-the rounding of the parameters to ``dtype``).
+the rounding of the parameters to ``dtype``). For float16/bfloat16 the sampling runs in float32
+(parameters, noise, log-ratio) and only the output is rounded to ``dtype``: the exact law
+rounded to 11 or 8 significant bits, as a model under bfloat16 autocast would consume it
+(rounding the *parameters* to 8 bits would move the law itself).
 
 ``gpu_impl.as_ar_sampler(...)`` is the sequence version: ``sampler(ar_case, n, seed) ->
 torch.Tensor (n, L, d)`` from ``gpu_impl.ar_speculative_decode`` (SPEC §4).
@@ -33,8 +36,8 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
 
     Args:
         device: where the sampling runs (``"cuda"`` for the GPU).
-        dtype: floating dtype of the parameters and samples (16-bit dtypes compute the
-            log-ratio in float32).
+        dtype: floating dtype of the samples; float32/float64 also of the parameters and the
+            arithmetic; float16/bfloat16 sample in float32 and round the output.
         residual: ``"auto" | "loop" | "batched" | "reflection"`` (SPEC §2).
         max_trials: safety cap on residual proposals per row (exceeding it raises).
 
@@ -56,6 +59,7 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
     if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
         raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
     cap = require_int(max_trials, "max_trials", minimum=1)
+    working = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
 
     def sampler(case: Any, n: int, seed: int) -> torch.Tensor:
         for name in ("draft", "target"):
@@ -64,12 +68,12 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
                                  f"{type(case).__name__}")
         n = require_int(n, "n")
         seed = require_int(seed, "seed")
-        draft = from_reference(case.draft, dev, dt)
-        target = from_reference(case.target, dev, dt)
+        draft = from_reference(case.draft, dev, working)
+        target = from_reference(case.target, dev, working)
         generator = torch.Generator(device=dev)
         generator.manual_seed(seed)
         return speculative_sample(draft, target, n, generator, residual=residual,
-                                  max_trials=cap).samples
+                                  max_trials=cap).samples.to(dt)
 
     sampler.__name__ = f"gpu_impl_sampler_{dev.type}_{str(dt).replace('torch.', '')}_{residual}"
     sampler.__qualname__ = sampler.__name__

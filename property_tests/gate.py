@@ -10,11 +10,14 @@ from property_tests.budget import CALL_ALPHA, record_exact_call, statistical_see
 
 
 def assert_equivalent(sampler: Callable[..., Any], case: Any, *labels: object,
-                      n: int | None = None) -> Verdict:
-    """An exact sampler must pass ``verify`` at ``CALL_ALPHA`` (one unit of the budget)."""
+                      n: int | None = None, tier: str = "quick") -> Verdict:
+    """An exact sampler must pass ``verify`` at ``CALL_ALPHA`` (one unit of the budget).
+
+    ``tier="quick"`` for the broad Hypothesis sweeps; ``tier="full"`` (verify's default, ~10^6
+    tokens) for the few calls that carry the gate's power claim."""
     record_exact_call()
     seed = statistical_seed(getattr(sampler, "__name__", repr(sampler)), case.name, *labels)
-    verdict = verify(sampler, case, seed=seed, alpha=CALL_ALPHA, n=n)
+    verdict = verify(sampler, case, seed=seed, alpha=CALL_ALPHA, n=n, tier=tier)
     assert verdict.equivalent, (
         f"an exact sampler was flagged (reproduce with the same CSPD_SEED; sampler seed "
         f"{seed}):\n{verdict.summary()}")
@@ -22,10 +25,10 @@ def assert_equivalent(sampler: Callable[..., Any], case: Any, *labels: object,
 
 
 def assert_flagged(sampler: Callable[..., Any], case: Any, *labels: object,
-                   n: int | None = None) -> Verdict:
+                   n: int | None = None, tier: str = "quick") -> Verdict:
     """A known-bad sampler must be flagged by ``verify`` at ``CALL_ALPHA``."""
     seed = statistical_seed(getattr(sampler, "__name__", repr(sampler)), case.name, *labels)
-    verdict = verify(sampler, case, seed=seed, alpha=CALL_ALPHA, n=n)
+    verdict = verify(sampler, case, seed=seed, alpha=CALL_ALPHA, n=n, tier=tier)
     assert not verdict.equivalent, (
         f"a known-bad sampler passed the battery (sampler seed {seed}):\n{verdict.summary()}")
     return verdict

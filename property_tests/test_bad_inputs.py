@@ -73,9 +73,13 @@ def test_verify_refuses_bad_arguments_and_contract_violations() -> None:
     with pytest.raises(ValueError, match="^alpha"):
         verify(lambda c, n, s: np.zeros((n, 2)), case, alpha=0.0)
     with pytest.raises(ValueError, match="^sampler"):
-        verify(lambda c, n, s: np.zeros((n, 3)), case, n=10)
+        verify(lambda c, n, s: np.zeros((n, 3)), case, n=100)
     with pytest.raises(ValueError, match="^sampler"):
-        verify(lambda c, n, s: np.zeros((n, 2), dtype=np.int64), case, n=10)
+        verify(lambda c, n, s: np.zeros((n, 2), dtype=np.int64), case, n=100)
+    with pytest.raises(ValueError, match="^n: 10 samples"):
+        verify(lambda c, n, s: np.zeros((n, 2)), case, n=10)
+    with pytest.raises(ValueError, match="^tier"):
+        verify(lambda c, n, s: np.zeros((n, 2)), case, tier="fast")
     # NaN output is a failed check, not an exception.
-    verdict = verify(lambda c, n, s: np.full((n, 2), np.nan), case, n=10)
+    verdict = verify(lambda c, n, s: np.full((n, 2), np.nan), case, n=100)
     assert not verdict.equivalent and verdict.checks[0].name == "finite"

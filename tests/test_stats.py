@@ -12,7 +12,6 @@ Every statistical assertion is seeded and honest:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -24,22 +23,25 @@ from cspd_ref.stats import (
     CheckResult,
     acceptance_binomial_test,
     atom_check,
-    binomial_detectable_difference,
+    binomial_detectable_deviation,
     bonferroni,
     dkw_detectable_distance,
     dkw_sample_size,
     familywise_reject,
     geometric_trials_test,
     holm,
+    ks_detectable_distance,
     ks_one_sample,
     ks_projections,
+    ks_sample_size,
+    ks_two_sample,
     ks_two_sample_projections,
+    mmd_betting_test,
     mmd_permutation_test,
     pit_independence,
     pit_uniformity,
     random_unit_directions,
 )
-from cspd_ref.stats.rosenblatt import shifted_legendre, smooth_statistic_variance
 
 ALPHA = 0.05
 POWER_ALPHA = 1e-3
@@ -81,15 +83,21 @@ def mixture_2d() -> GaussianMixture:
 
 # --------------------------------------------------------------------------- result object
 def test_check_result_is_frozen_and_validates_pvalue() -> None:
-    result = CheckResult(name="x", statistic=1.0, pvalue=0.5, n=3, compared="a vs b", null="h0")
-    assert result.details == {}
+    result = CheckResult(name="x[2]", statistic=1.0, pvalue=0.5, n=3, compared="a vs b",
+                         null="h0", min_pvalue=0.01)
+    assert result.details == {} and result.family == "x"
+    assert result.can_reject(0.02) and not result.can_reject(0.01)
     assert result.rejects(0.5) and not result.rejects(0.1)
     with pytest.raises(AttributeError):
         result.pvalue = 0.1  # type: ignore[misc]
     with pytest.raises(ValueError, match="^pvalue"):
-        CheckResult(name="x", statistic=1.0, pvalue=1.5, n=3, compared="", null="")
+        CheckResult(name="x", statistic=1.0, pvalue=1.5, n=3, compared="", null="", min_pvalue=0.0)
     with pytest.raises(ValueError, match="^pvalue"):
-        CheckResult(name="x", statistic=1.0, pvalue=math.nan, n=3, compared="", null="")
+        CheckResult(name="x", statistic=1.0, pvalue=math.nan, n=3, compared="", null="",
+                    min_pvalue=0.0)
+    with pytest.raises(ValueError, match="^min_pvalue"):
+        CheckResult(name="x", statistic=1.0, pvalue=0.1, n=3, compared="", null="",
+                    min_pvalue=0.2)
 
 
 # --------------------------------------------------------------------------- KS
@@ -111,6 +119,40 @@ def test_ks_one_sample_power_mean_shift() -> None:
     for seed in POWER_SEEDS:
         values = rng_for(2, seed).normal(0.2, 1.0, size=5000)
         assert ks_one_sample(values, stats.norm.cdf).pvalue <= POWER_ALPHA
+
+
+def test_ks_one_sample_rounding_band_is_valid_and_reduces_to_the_exact_test() -> None:
+    # Zero tolerance: the classical exact test, to the last bit.
+    values = rng_for(40, 0).normal(size=500)
+    plain = ks_one_sample(values, stats.norm.cdf)
+    assert ks_one_sample(values, stats.norm.cdf, tolerance=0.0).pvalue == plain.pvalue
+    # Exact N(1, 0.3^2) draws rounded to 8 significant bits (bfloat16): the plain test is
+    # fooled by the rounding at n = 10^6, the banded one (1 ulp) is not; its statistic bounds
+    # the statistic of the unrounded values from below (so its p-value from above).
+    from cspd_ref.stats.precision import float_format
+
+    bf16 = float_format("bfloat16")
+    for seed in POWER_SEEDS:
+        y = rng_for(40, seed).normal(size=1_000_000) * 0.3 + 1.0
+        x = bf16.round(y)
+        cdf = lambda v: stats.norm.cdf(v, 1.0, 0.3)
+        exact = ks_one_sample(y, cdf)
+        banded = ks_one_sample(x, cdf, tolerance=bf16.spacing(x))
+        assert ks_one_sample(x, cdf).pvalue < 1e-8
+        assert banded.statistic <= exact.statistic and banded.pvalue >= exact.pvalue
+
+
+def test_ks_one_sample_rounding_band_calibration() -> None:
+    from cspd_ref.stats.precision import float_format
+
+    fp16 = float_format("float16")
+
+    def pvalue(rng: np.random.Generator) -> float:
+        x = fp16.round(rng.normal(3.0, 0.5, size=3000))
+        return ks_one_sample(x, lambda v: stats.norm.cdf(v, 3.0, 0.5),
+                             tolerance=fp16.spacing(x)).pvalue
+
+    assert_calibrated(false_alarms(pvalue, 41), conservative=True)
 
 
 def test_random_unit_directions() -> None:
@@ -177,6 +219,15 @@ def test_ks_two_sample_power_mean_shift() -> None:
         assert result.name == "ks2_projection[0]" and result.n == 10_000
 
 
+def test_ks_two_sample_is_exact_at_large_equal_sizes() -> None:
+    rng = rng_for(42, 0)
+    x, y = rng.normal(size=200_000), rng.normal(size=200_000)
+    result = ks_two_sample(x, y)
+    assert result.pvalue > POWER_ALPHA and result.min_pvalue == 0.0  # 2 / C(4e5, 2e5)
+    assert ks_two_sample(x, y + 0.04).pvalue < 1e-8
+    assert ks_two_sample(np.arange(3.0), np.arange(3.0) + 10.0).min_pvalue == pytest.approx(0.1)
+
+
 # --------------------------------------------------------------------------- Rosenblatt / PIT
 def test_pit_uniformity_calibration() -> None:
     assert_calibrated(false_alarms(lambda rng: pit_uniformity(rng.random((100, 5))).pvalue, 10))
@@ -190,50 +241,59 @@ def test_pit_uniformity_power() -> None:
 
 
 def test_pit_independence_calibration() -> None:
-    count = false_alarms(lambda rng: pit_independence(rng.random((300, 6))).pvalue, 12)
-    assert_calibrated(count)
+    for offset, test in ((0, 12), (1, 43)):
+        count = false_alarms(
+            lambda rng, o=offset: pit_independence(rng.random((300, 6)), offset=o).pvalue, test)
+        assert_calibrated(count, conservative=True)  # a Bernstein bound: conservative
 
 
 def test_pit_independence_power_lag_one_correlation() -> None:
     rho = 0.2
     for seed in POWER_SEEDS:
         rng = rng_for(13, seed)
-        z = rng.normal(size=(1000, 6))
+        z = rng.normal(size=(3000, 6))
         for j in range(1, 6):
             z[:, j] = rho * z[:, j - 1] + math.sqrt(1.0 - rho * rho) * z[:, j]
         u = stats.norm.cdf(z)  # uniform margins, dependent neighbours
         assert pit_uniformity(u).pvalue > POWER_ALPHA / 100  # the margins are fine ...
-        assert pit_independence(u).pvalue <= POWER_ALPHA     # ... the dependence is caught
+        assert pit_independence(u, offset=0).pvalue <= POWER_ALPHA  # ... the dependence is
+        assert pit_independence(u, offset=1).pvalue <= POWER_ALPHA  # caught at both offsets
 
 
 def test_pit_independence_power_dependence_in_spread() -> None:
-    # Same sign-free correlation 0, but the spread of column j+1 depends on |column j|.
+    # Correlation 0, but the spread of column j+1 depends on |column j|: the degree-2
+    # Legendre terms see it.
     for seed in POWER_SEEDS:
         rng = rng_for(14, seed)
-        u = rng.random((2000, 2))
+        u = rng.random((4000, 2))
         spread = 0.2 + 1.6 * np.abs(u[:, 0] - 0.5)       # in [0.2, 1.0]
         u[:, 1] = 0.5 + spread * (u[:, 1] - 0.5)
         result = pit_independence(u)
-        assert abs(result.details["lag1_correlations"][0]) < 0.1
+        assert abs(result.details["means"]["1,1"]) < 0.1
         assert result.pvalue <= POWER_ALPHA
-        assert pit_independence(u, degree=1).pvalue > POWER_ALPHA  # linear part sees nothing
 
 
-def test_pit_independence_null_variance_matches_simulation() -> None:
-    # Small n, where the exact variance (19.86) differs from the asymptotic 2 D = 16.
-    n, m, degree = 20, 3, 2
-    u = rng_for(32, 0).random((10_000, n, m))
-    phi = shifted_legendre(u, degree)
-    t = np.einsum("bijk,bijl->bjkl", phi[:, :, :-1], phi[:, :, 1:]) / math.sqrt(n)
-    s = (t**2).sum(axis=(1, 2, 3))
-    assert s.mean() == pytest.approx((m - 1) * degree**2, abs=0.2)       # SE ~ 0.045
-    assert s.var() == pytest.approx(smooth_statistic_variance(n, m, degree), abs=1.5)  # SE ~ 0.35
-    assert abs(s.var() - 2 * (m - 1) * degree**2) > 2.0
+def test_pit_independence_bound_and_floor() -> None:
+    rng = rng_for(44, 0)
+    identical = rng.random((500, 2))
+    identical[:, 1] = identical[:, 0]
+    result = pit_independence(identical)
+    assert result.pvalue < 1e-30 and result.min_pvalue < result.pvalue
+    # Bernstein's bound dominates the exact tail: simulated null means of phi_1 phi_1 over
+    # N = 50 products exceed the bound's 1% point in at most 1% of 20000 draws.
+    from cspd_ref.stats.rosenblatt import bernstein_two_sided_pvalue, shifted_legendre
+
+    u = rng.random((20_000, 50, 2))
+    means = (shifted_legendre(u[..., 0], 1) * shifted_legendre(u[..., 1], 1)).mean(axis=1)
+    p = np.array([bernstein_two_sided_pvalue(m, 50, 1.0, 3.0) for m in means])
+    assert np.mean(p <= 0.01) <= 0.01
 
 
-def test_pit_independence_needs_two_columns() -> None:
+def test_pit_independence_needs_enough_columns() -> None:
     with pytest.raises(ValueError, match="^u: needs at least 2 columns"):
         pit_independence(np.full((10, 1), 0.5))
+    with pytest.raises(ValueError, match="^u: needs at least 3 columns"):
+        pit_independence(np.full((10, 2), 0.5), offset=1)
 
 
 # --------------------------------------------------------------------------- MMD
@@ -270,12 +330,30 @@ def test_mmd_statistic_matches_direct_formula() -> None:
     assert result.pvalue >= 1.0 / 6.0
 
 
-def test_mmd_runtime_n2000_d16() -> None:
-    rng = rng_for(18, 0)
-    x, y = rng.normal(size=(2000, 16)), rng.normal(size=(2000, 16))
-    start = time.perf_counter()
-    mmd_permutation_test(x, y, rng, n_permutations=200)
-    assert time.perf_counter() - start < 10.0  # ~1 s on 2 cores; generous for CI noise
+def test_mmd_permutation_floor_is_one_over_b_plus_one() -> None:
+    rng = rng_for(19, 0)
+    x, y = rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 5.0
+    result = mmd_permutation_test(x, y, rng, n_permutations=199)
+    assert result.pvalue == result.min_pvalue == pytest.approx(1 / 200)
+
+
+def test_mmd_betting_calibration() -> None:
+    def pvalue(rng: np.random.Generator) -> float:
+        x, y = rng.normal(size=(600, 2)), rng.normal(size=(600, 2))
+        return mmd_betting_test(x, y, rng, witness_points=100).pvalue
+
+    assert_calibrated(false_alarms(pvalue, 45), conservative=True)
+
+
+def test_mmd_betting_power_and_floor_reach_the_gate_levels() -> None:
+    # A 1.2x over-dispersed law is flagged far below the gate's per-check levels (~1e-9),
+    # which the permutation test (floor 1/(B+1)) could never reach.
+    for seed in POWER_SEEDS:
+        rng = rng_for(46, seed)
+        x, y = 1.2 * rng.normal(size=(40_000, 3)), rng.normal(size=(40_000, 3))
+        result = mmd_betting_test(x, y, rng)
+        assert result.pvalue < 1e-9 and result.min_pvalue < 1e-100
+        assert result.details["mean_payoff"] > 0.0
 
 
 # --------------------------------------------------------------------------- counts
@@ -289,27 +367,32 @@ def test_acceptance_binomial_calibration() -> None:
 
 
 def test_acceptance_binomial_calibration_with_tv_error() -> None:
-    # The TV estimate is off by 2 standard errors: still no excess of false alarms.
+    # The TV estimate is off by 2 standard errors, inside its +-5 se interval: no excess.
     n, tv, se = 20_000, 0.3, 0.002
+    estimate = tv + 2 * se
 
     def pvalue(rng: np.random.Generator) -> float:
-        return acceptance_binomial_test(int(rng.binomial(n, 1.0 - tv)), n, tv + 2 * se,
-                                        se).pvalue
+        return acceptance_binomial_test(int(rng.binomial(n, 1.0 - tv)), n, estimate,
+                                        tv_interval=(estimate - 5 * se,
+                                                     estimate + 5 * se)).pvalue
 
     assert_calibrated(false_alarms(pvalue, 21), conservative=True)
 
 
 def test_acceptance_binomial_power() -> None:
     n, tv, shift = 20_000, 0.3, 0.02
+    interval = (tv - 1e-3, tv + 1e-3)
     # Planned: a shift of 0.02 is beyond what the test detects with power 0.99 at 1e-3.
-    assert binomial_detectable_difference(n, 1.0 - tv, POWER_ALPHA, 0.99,
-                                          p_stderr=2e-4) < shift
+    assert binomial_detectable_deviation(n, (1 - interval[1], 1 - interval[0]), POWER_ALPHA,
+                                         0.99) < shift - 1e-3
     for seed in POWER_SEEDS:
         accepted = int(rng_for(22, seed).binomial(n, 1.0 - tv + shift))
         assert acceptance_binomial_test(accepted, n, tv).pvalue <= POWER_ALPHA
-        assert acceptance_binomial_test(accepted, n, tv, 2e-4).pvalue <= POWER_ALPHA
+        assert acceptance_binomial_test(accepted, n, tv, tv_interval=interval).pvalue <= (
+            POWER_ALPHA)
         lower = int(rng_for(22, 100 + seed).binomial(n, 1.0 - tv - shift))
-        assert acceptance_binomial_test(lower, n, tv, 2e-4).pvalue <= POWER_ALPHA
+        assert acceptance_binomial_test(lower, n, tv, tv_interval=interval).pvalue <= (
+            POWER_ALPHA)
 
 
 def test_acceptance_binomial_values_and_edges() -> None:
@@ -323,12 +406,17 @@ def test_acceptance_binomial_values_and_edges() -> None:
     assert acceptance_binomial_test(0, 100, 1.0).pvalue == 1.0
     assert acceptance_binomial_test(1, 100, 1.0).pvalue == 0.0
     # The observed rate inside the TV interval: p-value 1; outside: the nearest endpoint.
-    assert acceptance_binomial_test(650, 1000, 0.3, 0.02).pvalue == 1.0
-    result = acceptance_binomial_test(600, 1000, 0.3, 0.01)
+    assert acceptance_binomial_test(650, 1000, 0.3, tv_interval=(0.2, 0.4)).pvalue == 1.0
+    result = acceptance_binomial_test(600, 1000, 0.3, tv_interval=(0.25, 0.35))
     assert result.details["rate_at_max"] == pytest.approx(0.65)
     expected = 2 * stats.binom.cdf(600, 1000, 0.65)
     assert result.pvalue == pytest.approx(expected, rel=1e-10)
     assert result.statistic == 0.6 and result.n == 1000
+    # The interval's miss probability is added: the p-value stays valid with an MC TV.
+    missed = acceptance_binomial_test(600, 1000, 0.3, tv_interval=(0.25, 0.35),
+                                      miss_probability=1e-3)
+    assert missed.pvalue == pytest.approx(expected + 1e-3, rel=1e-10)
+    assert missed.min_pvalue >= 1e-3
 
 
 def test_geometric_trials_calibration() -> None:
@@ -341,9 +429,22 @@ def test_geometric_trials_calibration() -> None:
 def test_geometric_trials_calibration_with_tv_error() -> None:
     def pvalue(rng: np.random.Generator) -> float:
         trials = rng.geometric(0.3, size=400)
-        return geometric_trials_test(trials, 0.31, 0.005, rng=rng).pvalue
+        return geometric_trials_test(trials, 0.31, tv_interval=(0.285, 0.335), rng=rng).pvalue
 
     assert_calibrated(false_alarms(pvalue, 24), conservative=True)
+
+
+def test_geometric_trials_interval_bound_dominates_every_tv_inside() -> None:
+    # The bound statistic is below the KS statistic at every TV of the interval, so its
+    # p-value is above theirs: conservative by construction (no grid).
+    rng = rng_for(47, 0)
+    trials = rng.geometric(0.3, size=2000)
+    bound = geometric_trials_test(trials, 0.3, tv_interval=(0.28, 0.32),
+                                  rng=np.random.default_rng(5))
+    for tv in np.linspace(0.28, 0.32, 41):
+        point = geometric_trials_test(trials, float(tv), rng=np.random.default_rng(5))
+        assert bound.statistic <= point.statistic + 1e-15
+        assert bound.pvalue >= point.pvalue
 
 
 def test_geometric_trials_power_wrong_tv() -> None:
@@ -351,7 +452,8 @@ def test_geometric_trials_power_wrong_tv() -> None:
         rng = rng_for(25, seed)
         trials = rng.geometric(0.3, size=2000)
         assert geometric_trials_test(trials, 0.25, rng=rng).pvalue <= POWER_ALPHA
-        assert geometric_trials_test(trials, 0.25, 0.002, rng=rng).pvalue <= POWER_ALPHA
+        assert geometric_trials_test(trials, 0.25, tv_interval=(0.24, 0.26),
+                                     rng=rng).pvalue <= POWER_ALPHA
 
 
 def test_geometric_trials_extreme_tv_is_finite() -> None:
@@ -360,7 +462,8 @@ def test_geometric_trials_extreme_tv_is_finite() -> None:
     assert 0.0 <= tiny.pvalue <= 1.0 and tiny.pvalue > POWER_ALPHA
     assert geometric_trials_test(np.ones(300, dtype=int), 1.0, rng=rng).pvalue > POWER_ALPHA
     assert geometric_trials_test([1, 2, 1], 1.0, rng=rng).pvalue <= POWER_ALPHA
-    huge = geometric_trials_test([10**15, 3 * 10**15], 1e-15, 1e-16, rng=rng)
+    huge = geometric_trials_test([10**15, 3 * 10**15], 1e-15, tv_interval=(5e-16, 1.5e-15),
+                                 rng=rng)
     assert math.isfinite(huge.statistic) and 0.0 <= huge.pvalue <= 1.0
     # TV = 0 admits no rejected row.
     assert geometric_trials_test([1, 2], 0.0, rng=rng).pvalue == 0.0
@@ -461,13 +564,34 @@ def test_dkw_planning_hand_computed() -> None:
     assert dkw_detectable_distance(n, 1e-3) <= 0.02 < dkw_detectable_distance(n - 1, 1e-3)
 
 
-def test_binomial_detectable_difference_hand_computed() -> None:
-    # (z_{0.9995} + z_{0.9}) sqrt(0.21 / 20000) = 4.572078 * 0.0032404 = 0.0148152
-    delta = binomial_detectable_difference(20_000, 0.7, 1e-3, 0.9)
-    assert delta == pytest.approx(0.014815226947955855, rel=1e-9)
-    assert binomial_detectable_difference(20_000, 0.7, 1e-3, 0.9, p_stderr=0.001) == (
-        pytest.approx(delta + 0.005))
-    assert binomial_detectable_difference(100, 1.0, 0.01, 0.5) == 0.0
+def test_ks_planning_is_a_guarantee() -> None:
+    # sqrt(ln(2/a)/2) + sqrt(ln(200)/2) over sqrt(n), and its inverse.
+    eps = ks_detectable_distance(1_000_000, 1e-8, 0.99)
+    expected = (math.sqrt(math.log(2e8) / 2) + math.sqrt(math.log(200) / 2)) / 1000
+    assert eps == pytest.approx(expected, rel=1e-12)
+    n = ks_sample_size(0.005, 1e-8, 0.99)
+    assert ks_detectable_distance(n, 1e-8, 0.99) <= 0.005 < ks_detectable_distance(n - 1, 1e-8,
+                                                                                      0.99)
+    # Simulated: a law at KS distance eps (a shift of N(0, 1)) is flagged at level 1e-3 in
+    # every one of 20 seeded runs at n = 20000 (the guarantee says >= 99%).
+    n, level = 20_000, 1e-3
+    eps = ks_detectable_distance(n, level, 0.99)
+    shift = 2 * stats.norm.ppf(0.5 + eps / 2)  # sup |Phi(x - s) - Phi(x)| = 2 Phi(s/2) - 1
+    flagged = [ks_one_sample(rng_for(48, r).normal(shift, 1.0, size=n), stats.norm.cdf).pvalue
+               <= level for r in range(20)]
+    assert all(flagged)
+
+
+def test_binomial_detectable_deviation_is_exact() -> None:
+    n, rate, level = 20_000, 0.7, 1e-3
+    delta = binomial_detectable_deviation(n, (rate, rate), level, 0.99)
+    # The rejection threshold above the rate, and the power there, from exact tails.
+    k_hi = int(stats.binom.isf(level / 2, n, rate)) + 1
+    assert stats.binom.sf(k_hi - 1, n, rate + delta) >= 0.99 - 1e-9
+    assert stats.binom.sf(k_hi - 1, n, rate + 0.9 * delta) < 0.99
+    assert 0.0 < delta < 0.03
+    assert binomial_detectable_deviation(n, (rate, rate), level, 0.99) < (
+        binomial_detectable_deviation(n, (rate - 0.01, rate + 0.01), level, 0.99))
 
 
 # --------------------------------------------------------------------------- bad input
@@ -498,7 +622,11 @@ BAD_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("u", lambda: pit_uniformity(np.array([0.5, 0.2]))),
     ("u", lambda: pit_uniformity(np.array([[0.5, np.nan]]))),
     ("u", lambda: pit_independence(np.array([[0.5, -0.1], [0.2, 0.3]]))),
-    ("degree", lambda: pit_independence(np.full((4, 2), 0.5), degree=5)),
+    ("offset", lambda: pit_independence(np.full((4, 4), 0.5), offset=2)),
+    ("x", lambda: mmd_betting_test(np.zeros((5, 2)), GOOD_2D, RNG)),
+    ("y", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 3)), RNG)),
+    ("bandwidth", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 2)), RNG,
+                                           bandwidth=0.0)),
     ("x", lambda: mmd_permutation_test(np.zeros((1, 2)), GOOD_2D, RNG)),
     ("y", lambda: mmd_permutation_test(GOOD_2D, np.zeros((5, 3)), RNG)),
     ("y", lambda: mmd_permutation_test(GOOD_2D, np.full((5, 2), np.nan), RNG)),
@@ -510,13 +638,16 @@ BAD_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("n_accepted", lambda: acceptance_binomial_test(2.5, 10, 0.3)),  # type: ignore[arg-type]
     ("tv", lambda: acceptance_binomial_test(5, 10, 1.2)),
     ("tv", lambda: acceptance_binomial_test(5, 10, math.nan)),
-    ("tv_stderr", lambda: acceptance_binomial_test(5, 10, 0.3, -0.1)),
+    ("tv_interval", lambda: acceptance_binomial_test(5, 10, 0.3, tv_interval=(0.4, 0.5))),
+    ("tv_interval", lambda: acceptance_binomial_test(5, 10, 0.3, tv_interval=0.3)),  # type: ignore[arg-type]
+    ("miss_probability", lambda: acceptance_binomial_test(5, 10, 0.3, miss_probability=2.0)),
     ("trials", lambda: geometric_trials_test([], 0.3, rng=RNG)),
     ("trials", lambda: geometric_trials_test([0, 1], 0.3, rng=RNG)),
     ("trials", lambda: geometric_trials_test([1.5, 2.0], 0.3, rng=RNG)),
     ("trials", lambda: geometric_trials_test([[1, 2]], 0.3, rng=RNG)),
     ("tv", lambda: geometric_trials_test([1, 2], -0.1, rng=RNG)),
-    ("tv_stderr", lambda: geometric_trials_test([1, 2], 0.3, math.inf, rng=RNG)),
+    ("tv_interval", lambda: geometric_trials_test([1, 2], 0.3, tv_interval=(0.3, math.inf),
+                                                  rng=RNG)),
     ("rng", lambda: geometric_trials_test([1, 2], 0.3, rng=1)),  # type: ignore[arg-type]
     ("samples", lambda: atom_check(np.arange(10))),
     ("samples", lambda: atom_check(np.zeros((2, 2, 2)))),
@@ -533,8 +664,10 @@ BAD_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("epsilon", lambda: dkw_sample_size(0.0, 0.05)),
     ("alpha", lambda: dkw_sample_size(0.1, 0.0)),
     ("n", lambda: dkw_detectable_distance(0, 0.05)),
-    ("p", lambda: binomial_detectable_difference(100, 1.5, 0.05, 0.8)),
-    ("power", lambda: binomial_detectable_difference(100, 0.5, 0.05, 1.0)),
+    ("rate_interval", lambda: binomial_detectable_deviation(100, (0.5, 1.5), 0.05, 0.8)),
+    ("power", lambda: binomial_detectable_deviation(100, (0.5, 0.5), 0.05, 1.0)),
+    ("epsilon", lambda: ks_sample_size(0.0, 0.05, 0.9)),
+    ("n", lambda: ks_detectable_distance(0, 0.05, 0.9)),
 ]
 
 
@@ -544,3 +677,13 @@ def test_bad_input_raises_value_error_naming_the_argument(argument: str,
                                                           call: Callable[[], object]) -> None:
     with pytest.raises(ValueError, match=f"^{argument}:"):
         call()
+
+
+def test_ks_pvalue_tail_bound_is_valid_and_tight() -> None:
+    from cspd_ref.stats.ks import ks_pvalue
+
+    for n in (20_000, 100_000):
+        for z in (1.0, 1.5, 2.5, 3.5):
+            d = z / math.sqrt(n)
+            exact = float(stats.kstwo.sf(d, n))
+            assert exact <= ks_pvalue(d, n) <= 1.02 * exact

@@ -322,11 +322,13 @@ def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
 
 
 # -------------------------------------------------------------------------------- per case
-def first_direction(checks: Sequence[CheckResult], d: int,
+def worst_direction(checks: Sequence[CheckResult], d: int,
                     prefix: str) -> tuple[FloatArray, CheckResult | None]:
-    """The direction of the first ``prefix[0]`` check (``e_0`` when absent) and that check."""
-    check = find_check(checks, f"{prefix}[0]")
-    if check is not None and "direction" in check.details:
+    """The direction of the projection check (name starting with ``prefix``) with the smallest
+    p-value, and that check (``e_0`` and None when there is none)."""
+    candidates = [c for c in checks if c.name.startswith(prefix) and "direction" in c.details]
+    if candidates:
+        check = min(candidates, key=lambda c: c.pvalue)
         return np.asarray(check.details["direction"], dtype=np.float64), check
     direction = np.zeros(d)
     direction[0] = 1.0
@@ -362,7 +364,7 @@ def case_figures(verdict: Any, case: Any, fig_dir: Path, stem: str) -> list[Figu
     elif target is not None:
         figures.extend(token_figures(samples, target, verdict, fig_dir, stem, alpha_check))
     elif isinstance(case, DiffusionCase):
-        direction, _ = first_direction(verdict.checks, samples.shape[1], "ks2_projection")
+        direction, _ = worst_direction(verdict.checks, samples.shape[1], "ks2_")
         rows = min(int(samples.shape[0]), MAX_REFERENCE_ROWS)
         reference = case.reference_samples(rows, np.random.default_rng([verdict.seed, 0xF16]))
         figures.append(two_sample_figure(
@@ -388,13 +390,13 @@ def token_figures(samples: FloatArray, target: Any, verdict: Any, fig_dir: Path,
         u = cdf_values[:, None]
         what = "PIT values F(x)"
     else:
-        direction, check = first_direction(verdict.checks, d, "ks_projection")
+        direction, check = worst_direction(verdict.checks, d, "ks_")
         values = samples @ direction
         cdf_values = target.project(direction).cdf(values)
-        label = ("projection on direction 0" if check is not None
+        label = (f"projection of {check.name} (smallest p-value)" if check is not None
                  else "first coordinate")
-        u = target.rosenblatt(samples)
-        what = f"Rosenblatt values ({samples.shape[0]} samples {TIMES} d = {d})"
+        u = target.rosenblatt(samples[:MAX_REFERENCE_ROWS])
+        what = f"Rosenblatt values ({u.shape[0]} samples {TIMES} d = {d})"
     figures = [cdf_figure(values, cdf_values, fig_dir / f"{stem}_cdf.png", label=label,
                           alpha_check=alpha_check,
                           statistic=None if check is None else check.statistic,

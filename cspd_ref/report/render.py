@@ -43,11 +43,25 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "ks_projection": "one-sample Kolmogorov-Smirnov (KS) test of the samples projected on a "
                      "random unit direction against the exact CDF of the projected target "
                      "mixture (by Cramér-Wold, equal laws have equal projections)",
+    "ks_axis": "one-sample KS test of one coordinate against the target's exact marginal CDF "
+               "(allowing the output's rounding)",
+    "ks_mean_difference": "one-sample KS test along the difference of the target's and the "
+                          "draft's means",
+    "ks_components": "one-sample KS test along the difference of a target and a draft "
+                     "component mean",
+    "ks_random": "one-sample KS test along a random unit direction (drawn from the battery's "
+                 "seed, not from the data)",
+    "ks2_log_target": "two-sample KS test of log p(x) against an exact target sample rounded "
+                      "to the output's dtype",
+    "ks2_log_ratio": "two-sample KS test of log p(x) - log q(x) against an exact target "
+                     "sample rounded to the output's dtype (mass leaking toward the draft)",
+    "mmd_betting": "kernel MMD two-sample test by betting (witness from a training split, "
+                   "Ville's inequality) against direct draws of the target chain",
     "ks_1d": "one-sample KS test of the 1-D samples against the exact target CDF",
     "pit_uniformity": "KS test that the pooled Rosenblatt / PIT values (each coordinate's "
                       "conditional target CDF given the earlier ones) are U(0, 1)",
-    "pit_independence": "Neyman smooth test (Legendre polynomials) of independence between "
-                        "consecutive Rosenblatt columns",
+    "pit_independence": "smooth test (Legendre products, Bernstein bound) of independence "
+                        "between consecutive Rosenblatt columns",
     "ks_rosenblatt": "KS test of one Rosenblatt column (generation order) against U(0, 1)",
     "atoms": "atom check: no value repeated more often than the dtype's rounding of a "
              "continuous law explains",
@@ -58,6 +72,10 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "trials_consistent": "consistency of the reported residual trial counts",
     "ks2_projection": "two-sample KS test of a random projection against direct draws of the "
                       "target chain",
+    "ks2_axis": "exact two-sample KS test of one coordinate against direct draws of the target "
+                "chain",
+    "ks2_random": "exact two-sample KS test of a random projection against direct draws of "
+                  "the target chain",
     "mmd": "Gaussian-kernel MMD test (median-heuristic bandwidth, permutation null) against "
            "direct draws of the target chain",
     "finite": "finiteness of the samples (NaN/inf)",
@@ -189,7 +207,7 @@ def check_record(check: CheckResult, adjusted: float, alpha: float) -> dict[str,
     return {"name": check.name, "family": family(check.name), "statistic": check.statistic,
             "pvalue": check.pvalue, "adjusted_pvalue": adjusted, "rejected": adjusted <= alpha,
             "n": check.n, "compared": check.compared, "null": check.null,
-            "details": check.details}
+            "min_pvalue": check.min_pvalue, "details": check.details}
 
 
 def case_notes(verdict: Any, case: Any) -> list[str]:
@@ -230,6 +248,10 @@ def build_document(verdicts: Sequence[Any], cases: Sequence[Any],
             "per_check_alpha": per_check_alpha(verdict.alpha, len(verdict.checks)),
             "n": verdict.n, "seed": verdict.seed,
             "detectable_distance": verdict.detectable_distance,
+            "detectable": {family: {"value": effect.value, "meaning": effect.meaning}
+                           for family, effect in verdict.detectable.items()},
+            "tier": verdict.tier, "resolution": verdict.resolution,
+            "skipped": list(verdict.skipped),
             "min_adjusted_pvalue": verdict.min_adjusted_pvalue,
             "failed": [c.name for c in verdict.failed],
             "notes": notes,
@@ -292,12 +314,14 @@ def case_paragraphs(rec: dict[str, Any]) -> dict[str, Any]:
                f"at {ALPHA} = {rec['alpha']:.3g}; the case fails iff some Holm-adjusted p-value "
                f"is ≤ {ALPHA}. An exact sampler fails it with probability at most {ALPHA}, "
                "whatever the dependence between the checks.")
-    sensitivity = (f"Sensitivity: at n = {rec['n']}, a sampler whose law lies at KS distance "
-                   f"≥ {rec['detectable_distance']:.4f} from the target along a tested direction "
-                   f"(or in a tested 1-D law) is flagged with probability ≥ 1 {MINUS} {ALPHA} "
-                   f"(DKW bound at the per-check level {ALPHA}/{m} = "
-                   f"{rec['per_check_alpha']:.2g}, doubled by the triangle inequality). "
-                   "Smaller deviations can pass; the detectable distance shrinks like 1/√n.")
+    seen = "; ".join(f"`{family}`: {effect['value']:.4g} ({effect['meaning']})"
+                     for family, effect in rec["detectable"].items())
+    sensitivity = (f"Sensitivity: at n = {rec['n']} ({rec['tier']} tier, output "
+                   f"{rec['resolution']}), each family of checks flags, with probability ≥ 0.99 "
+                   f"by itself at the per-check level {ALPHA}/{m} = "
+                   f"{rec['per_check_alpha']:.2g}, an effect at least: {seen}. Smaller "
+                   "deviations can pass; the detectable distances shrink like 1/√n."
+                   + "".join(f" Skipped: {reason}." for reason in rec["skipped"]))
     if rec["equivalent"]:
         verdict = (f"no Holm-adjusted p-value is ≤ {ALPHA} = {rec['alpha']:.3g} (smallest "
                    f"{fmt_p(rec['min_adjusted_pvalue'])}): the output is consistent with the "

@@ -19,6 +19,7 @@ from scipy import special, stats
 from scipy.spatial import cKDTree
 
 from cspd_ref.stats._checks import require_nonnegative
+from cspd_ref.stats.precision import FloatFormat, float_format
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray
 
@@ -35,7 +36,7 @@ MAX_EVALUATED_ROWS = 256
 
 def atom_check(samples: ArrayLike,
                target_log_prob: Callable[[FloatArray], ArrayLike] | None = None, *,
-               min_cell_width: float = 0.0) -> CheckResult:
+               min_cell_width: float = 0.0, resolution: str | None = None) -> CheckResult:
     """Test that repeated rows are explained by rounding a continuous law to the samples' dtype.
 
     Null hypothesis: the rows are iid from a law with a density (continuous), then rounded to
@@ -46,10 +47,12 @@ def atom_check(samples: ArrayLike,
 
     Maths. Call the *cell* of a row the set of reals that the sampler's arithmetic rounds to it.
     Its width in coordinate j is taken as ``w_j = max(ulp(x_j), ulp(max_i |x_ij|),
-    min_cell_width)`` with ``ulp = numpy.spacing`` in the samples' dtype: a value's own ulp is
-    the width of its round-to-nearest cell, and the floor ``ulp(max_i |x_ij|)`` (the column's
-    largest magnitude) covers samplers whose intermediates (``mean + scale * z``, Box–Muller
-    uniforms, ...) are rounded at the resolution of the data's scale rather than at the result's.
+    min_cell_width)`` with ``ulp`` the spacing of the sampler's *native* format (``resolution``:
+    a bfloat16 tensor arrives here as float32 values, but its cells are 2**16 times wider): a
+    value's own ulp is the width of its round-to-nearest cell, and the floor
+    ``ulp(max_i |x_ij|)`` (the column's largest magnitude) covers samplers whose intermediates
+    (``mean + scale * z``, Box–Muller uniforms, ...) are rounded at the resolution of the data's
+    scale rather than at the result's.
     The cell probability is ``c ≈ f(x) prod_j w_j`` (computed in logs), with ``f`` the density:
 
     * with ``target_log_prob``: ``f = max(exp(target_log_prob(x)), f_data)``, ``f_data`` below —
@@ -85,6 +88,8 @@ def atom_check(samples: ArrayLike,
             -> ``(r,)``.
         min_cell_width: optional absolute floor on the cell width (for samplers whose arithmetic
             is known to be coarser than the data's own scale).
+        resolution: the sampler's native format (``"float64" | "float32" | "float16" |
+            "bfloat16"``); default the samples' dtype. It must not be finer than that dtype.
 
     Returns:
         ``CheckResult`` named ``"atoms"``, ``statistic`` = largest multiplicity; details
@@ -102,7 +107,10 @@ def atom_check(samples: ArrayLike,
                          f"{type(target_log_prob).__name__}")
     min_cell_width = require_nonnegative(min_cell_width, "min_cell_width")
     n, d = x.shape
-    dtype = x.dtype
+    fmt = float_format(str(x.dtype) if resolution is None else resolution)
+    if fmt.significand_bits > float_format(str(x.dtype)).significand_bits:
+        raise ValueError(f"resolution: {fmt.name} is finer than the samples' dtype {x.dtype}")
+    dtype = fmt.name
     rows, counts = unique_rows(x)
     repeated = counts >= 2
     source = "target and data" if target_log_prob is not None else "data"
@@ -114,7 +122,8 @@ def atom_check(samples: ArrayLike,
         return CheckResult(name="atoms", statistic=1.0, pvalue=1.0, n=n, compared=compared,
                            null=null, details={**common, "max_multiplicity": 1,
                                                "repeated_value": None, "n_repeated_rows": 0,
-                                               "log10_pvalue": 0.0})
+                                               "log10_pvalue": 0.0},
+                           min_pvalue=0.0)
     repeated_index = np.flatnonzero(repeated)
     n_repeated = repeated_index.shape[0]
     if n_repeated > MAX_EVALUATED_ROWS:  # keep the most repeated rows (a min over fewer rows
@@ -122,7 +131,7 @@ def atom_check(samples: ArrayLike,
         repeated_index = np.sort(repeated_index[keep])  # is larger: still a valid p-value)
     rep_rows = rows[repeated_index]
     rep_counts = counts[repeated_index]
-    log_width = _log_cell_widths(x, rep_rows, min_cell_width)         # (r, d)
+    log_width = _log_cell_widths(x, rep_rows, min_cell_width, fmt)    # (r, d)
     log_volume = log_width.sum(axis=1)
     log_density = _log_density_from_data(x, rows, counts, repeated_index)
     if target_log_prob is None:
@@ -142,6 +151,7 @@ def atom_check(samples: ArrayLike,
         n=n,
         compared=compared,
         null=null,
+        min_pvalue=0.0,
         details={**common,
                  "max_multiplicity": int(rep_counts[most]),
                  "repeated_value": rep_rows[most].astype(np.float64).tolist(),
@@ -198,10 +208,11 @@ def _require_float_samples(samples: ArrayLike) -> np.ndarray:
     return np.where(raw == 0, np.zeros((), dtype=raw.dtype), raw)
 
 
-def _log_cell_widths(x: np.ndarray, rep_rows: np.ndarray, min_cell_width: float) -> FloatArray:
+def _log_cell_widths(x: np.ndarray, rep_rows: np.ndarray, min_cell_width: float,
+                     fmt: FloatFormat) -> FloatArray:
     """``log w_j`` for every repeated row, ``w_j = max(ulp(x_j), ulp(max|x_:j|), floor)``."""
-    own = np.spacing(np.abs(rep_rows)).astype(np.float64)
-    column_floor = np.spacing(np.abs(x).max(axis=0)).astype(np.float64)
+    own = fmt.spacing(rep_rows)
+    column_floor = fmt.spacing(np.abs(x).max(axis=0))
     width = np.maximum(np.maximum(own, column_floor[None, :]), min_cell_width)
     return np.asarray(np.log(width), dtype=np.float64)
 

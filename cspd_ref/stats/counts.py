@@ -6,11 +6,14 @@ A rejected row is resampled from the residual ``max(0, p - q) / TV`` by rejectio
 that succeed with probability TV each, so its trial count is Geometric(TV) on {1, 2, ...}
 (SPEC §2, §5).
 
-The TV distance is itself a float64 numerical estimate (quadrature in 1-D, importance-sampled
-Monte Carlo otherwise) with a standard error ``tv_stderr``. Both tests are made conservative
-over the uncertainty interval ``[tv - 5 se, tv + 5 se] ∩ [0, 1]``: the reported p-value is the
-largest p-value over that interval, so that an imprecise TV cannot cause a false alarm (as long
-as the true TV lies in the interval, which a 5-sigma interval makes all but certain).
+The TV distance is a float64 numerical value: exact (closed form, 1-D crossings) or a Monte
+Carlo estimate with a *guaranteed* confidence interval ``[tv_lo, tv_hi]`` that misses the true TV
+with probability at most ``miss_probability`` (``cspd_ref.theory.tv_bounds``, empirical
+Bernstein). Both tests return the largest p-value over the interval, plus ``miss_probability``:
+
+    ``P(p <= a) <= P(TV outside the interval) + P(p_max <= a - miss | TV inside) <= a``,
+
+so the p-value is valid at every level, the TV's uncertainty included (no sigma margin).
 """
 
 from __future__ import annotations
@@ -22,22 +25,29 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from cspd_ref.stats._checks import require_nonnegative, require_unit_interval
-from cspd_ref.stats.ks import _ks_from_sorted_uniforms
+from cspd_ref.stats._checks import require_unit_interval
+from cspd_ref.stats.ks import ks_pvalue
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, require_generator, require_int
 
-#: Half-width of the TV uncertainty interval, in standard errors.
-TV_INTERVAL_SIGMAS = 5.0
-#: Number of evenly spaced TV values scanned by ``geometric_trials_test`` (plus the centre and
-#: the maximum-likelihood value when they fall inside the interval).
-TV_GRID_POINTS = 17
 
-
-def tv_interval(tv: float, tv_stderr: float) -> tuple[float, float]:
-    """``[tv - 5 se, tv + 5 se] ∩ [0, 1]``."""
-    half = TV_INTERVAL_SIGMAS * tv_stderr
-    return max(0.0, tv - half), min(1.0, tv + half)
+def require_tv_interval(tv: float, tv_interval: tuple[float, float] | None,
+                        miss_probability: float) -> tuple[float, float, float, float]:
+    """Validate ``tv``, the interval (default ``[tv, tv]``) and the miss probability."""
+    tv = require_unit_interval(tv, "tv")
+    if tv_interval is None:
+        lo, hi = tv, tv
+    else:
+        try:
+            lo_raw, hi_raw = tv_interval
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"tv_interval: expected (lower, upper), got {tv_interval!r}") from exc
+        lo = require_unit_interval(lo_raw, "tv_interval")
+        hi = require_unit_interval(hi_raw, "tv_interval")
+        if not lo <= tv <= hi:
+            raise ValueError(f"tv_interval: must contain tv = {tv}, got ({lo}, {hi})")
+    miss = require_unit_interval(miss_probability, "miss_probability")
+    return tv, lo, hi, miss
 
 
 def binomial_two_sided_pvalue(k: int, n: int, p: float) -> float:
@@ -57,64 +67,72 @@ def binomial_two_sided_pvalue(k: int, n: int, p: float) -> float:
     return float(min(1.0, 2.0 * min(lower, upper)))
 
 
-def acceptance_binomial_test(n_accepted: int, n: int, tv: float,
-                             tv_stderr: float = 0.0) -> CheckResult:
-    """Exact binomial test of the acceptance count, conservative over the TV uncertainty.
+def acceptance_binomial_test(n_accepted: int, n: int, tv: float, *,
+                             tv_interval: tuple[float, float] | None = None,
+                             miss_probability: float = 0.0) -> CheckResult:
+    """Exact binomial test of the acceptance count, valid over the TV's confidence interval.
 
-    Null hypothesis: ``n_accepted ~ Binomial(n, 1 - TV)`` for some TV in
-    ``[tv - 5 tv_stderr, tv + 5 tv_stderr] ∩ [0, 1]``.
+    Null hypothesis: ``n_accepted ~ Binomial(n, 1 - TV)`` with TV the true total-variation
+    distance, which lies in ``tv_interval`` except with probability ``miss_probability``.
 
     Assumptions: the ``n`` rows are independent (each accepted with the same probability); the
-    true TV lies in the interval.
+    interval was computed independently of the sampler's output.
 
     Maths: for a fixed acceptance probability ``a`` the p-value is the exact equal-tailed
     two-sided one, ``min(1, 2 min(P(X <= k), P(X >= k)))``, ``X ~ Binomial(n, a)``. It is
     non-decreasing in ``a`` up to the observed rate ``k/n`` and non-increasing after it (see
-    ``binomial_two_sided_pvalue``), so its maximum over the interval ``[1 - tv_hi, 1 - tv_lo]``
-    is attained at the point of the interval closest to ``k/n`` (and equals 1 when ``k/n`` is
-    inside). That maximum is reported: a test that is valid for every TV in the interval.
-    Edge cases follow from the same formula: TV = 0 means every row must be accepted (p-value
-    1 if so, else 0); TV = 1 means none may be.
+    ``binomial_two_sided_pvalue``), so its maximum over ``[1 - tv_hi, 1 - tv_lo]`` is attained at
+    the point of the interval closest to ``k/n``. The reported p-value is that maximum plus
+    ``miss_probability`` (valid at every level, see the module docstring). TV = 0 means every
+    row must be accepted (p-value 1 if so, else 0); TV = 1 means none may be.
 
     Args:
         n_accepted: number of accepted rows ``k``, ``0 <= k <= n``.
         n: number of rows, ``n >= 1``.
-        tv: total-variation distance between draft and target, in [0, 1].
-        tv_stderr: standard error of ``tv`` (0 when exact).
+        tv: the TV value (or estimate) in [0, 1], used for reporting.
+        tv_interval: ``(lower, upper)`` containing ``tv``; default ``(tv, tv)`` (exact TV).
+        miss_probability: probability that the interval misses the true TV (0 when exact).
 
     Returns:
         ``CheckResult`` named ``"acceptance_binomial"``, ``statistic = k / n``; details
-        ``expected_rate``, ``rate_interval``, ``rate_at_max`` (where the maximum is attained),
-        ``z`` (normal-approximation z-score at ``1 - tv``).
+        ``expected_rate``, ``rate_interval``, ``rate_at_max``, ``z`` (normal-approximation
+        z-score at ``1 - tv``, for reports), ``miss_probability``.
 
     Raises:
-        ValueError: non-integer or out-of-range counts, ``tv`` outside [0, 1] or NaN,
-            ``tv_stderr`` negative or NaN.
+        ValueError: non-integer or out-of-range counts, ``tv`` outside [0, 1] or NaN, an
+            interval not containing ``tv``, a bad ``miss_probability``.
+
+    Examples:
+        >>> acceptance_binomial_test(9, 10, 0.5).pvalue  # 2 P(X >= 9), X ~ Binomial(10, 1/2)
+        0.021484375
+        >>> acceptance_binomial_test(650, 1000, 0.3, tv_interval=(0.28, 0.36)).pvalue
+        1.0
     """
     n = require_int(n, "n", minimum=1)
     k = require_int(n_accepted, "n_accepted", minimum=0)
     if k > n:
         raise ValueError(f"n_accepted: must be <= n = {n}, got {k}")
-    tv = require_unit_interval(tv, "tv")
-    tv_stderr = require_nonnegative(tv_stderr, "tv_stderr")
-    tv_lo, tv_hi = tv_interval(tv, tv_stderr)
+    tv, tv_lo, tv_hi, miss = require_tv_interval(tv, tv_interval, miss_probability)
     rate_lo, rate_hi = 1.0 - tv_hi, 1.0 - tv_lo
     observed = k / n
     rate_at_max = min(max(observed, rate_lo), rate_hi)
-    pvalue = binomial_two_sided_pvalue(k, n, rate_at_max)
+    pvalue = min(1.0, binomial_two_sided_pvalue(k, n, rate_at_max) + miss)
     expected = 1.0 - tv
     spread = math.sqrt(n * expected * (1.0 - expected))
     z = (k - n * expected) / spread if spread > 0.0 else (0.0 if k == n * expected else math.inf)
+    floor = min(binomial_two_sided_pvalue(0, n, rate_hi), binomial_two_sided_pvalue(n, n, rate_lo))
     return CheckResult(
         name="acceptance_binomial",
         statistic=observed,
         pvalue=pvalue,
         n=n,
-        compared=f"{k} accepted of {n} vs Binomial(n, 1 - TV), TV = {tv:.6g} ± {tv_stderr:.2g}",
-        null="the acceptance count is Binomial(n, 1 - TV) for some TV in the 5-sigma interval "
-             "of the TV estimate",
+        compared=f"{k} accepted of {n} vs Binomial(n, 1 - TV), TV in [{tv_lo:.6g}, {tv_hi:.6g}]",
+        null="the acceptance count is Binomial(n, 1 - TV) (TV inside its confidence interval "
+             "except with probability miss_probability)",
+        min_pvalue=min(pvalue, floor + miss),
         details={"expected_rate": expected, "rate_interval": (rate_lo, rate_hi),
-                 "rate_at_max": rate_at_max, "z": z, "tv_interval": (tv_lo, tv_hi)},
+                 "rate_at_max": rate_at_max, "z": z, "tv_interval": (tv_lo, tv_hi),
+                 "miss_probability": miss},
     )
 
 
@@ -139,78 +157,79 @@ def geometric_randomized_pit(trials: FloatArray, tv: float, v: FloatArray) -> Fl
     return np.clip(below + v * (at - below), 0.0, 1.0)
 
 
-def geometric_trials_test(trials: ArrayLike, tv: float, tv_stderr: float = 0.0, *,
+def geometric_trials_test(trials: ArrayLike, tv: float, *,
+                          tv_interval: tuple[float, float] | None = None,
+                          miss_probability: float = 0.0,
                           rng: np.random.Generator) -> CheckResult:
-    """KS test of residual trial counts against Geometric(TV) via a randomized PIT.
+    """KS test of residual trial counts against Geometric(TV) via a randomized PIT, valid over
+    the TV's confidence interval.
 
     Null hypothesis: the trial counts are iid Geometric(TV) on {1, 2, ...} (success probability
-    TV per proposal) for some TV in ``[tv - 5 tv_stderr, tv + 5 tv_stderr] ∩ [0, 1]``.
+    TV per proposal), TV the true value, inside ``tv_interval`` except with probability
+    ``miss_probability``.
 
-    Assumptions: the rejected rows are independent; the true TV lies in the interval; ``rng`` is
-    independent of the trials.
+    Assumptions: the rejected rows are independent; ``rng`` is independent of the trials and the
+    interval of the sampler's output.
 
-    Maths: ``F(k) = 1 - (1 - TV)^k = -expm1(k log1p(-TV))``. With ``V_i ~ U(0, 1)`` drawn from
-    ``rng``, ``U_i = F(k_i - 1) + V_i P(T = k_i)`` is *exactly* iid U(0, 1) under the null (the
-    randomized probability integral transform of a discrete law), so the exact one-sample KS test
-    of the ``U_i`` against U(0, 1) is an exact test. The same ``V`` is used for every TV
-    considered; the p-value is the maximum over a grid of TV values in the interval (17 evenly
-    spaced points including both endpoints, plus the central ``tv`` and the maximum-likelihood
-    value ``1 / mean(k)`` when inside). The maximum over the whole interval would be conservative
-    for every TV in it; the grid maximum approximates it from below, with the MLE point making
-    the approximation tight where it matters. Impossible data get p-value 0 exactly: TV = 0
-    admits no rejected row at all, TV = 1 no count above 1.
+    Maths: ``F(k; TV) = 1 - (1 - TV)^k``. With ``V_i ~ U(0, 1)`` from ``rng``,
+    ``U_i(TV) = (1 - V_i) F(k_i - 1; TV) + V_i F(k_i; TV)`` is *exactly* iid U(0, 1) at the true
+    TV (randomized probability integral transform of a discrete law). Every ``U_i`` is
+    non-decreasing in TV (a convex combination of CDF values, each non-decreasing in TV), hence
+    so is every order statistic; so for TV in ``[lo, hi]``, ``D+(TV) = max_i (i/r - U_(i)(TV))
+    >= D+(hi)`` and ``D-(TV) >= D-(lo)``. The statistic ``D = max(D+(hi), D-(lo))`` is therefore
+    at most the KS statistic at the true TV, and ``P(D_r >= D) + miss_probability`` (exact
+    ``kstwo`` law) is a valid p-value — conservative by construction, no grid. Impossible data
+    get p-value 0: TV = 0 admits no rejected row, TV = 1 no count above 1.
 
     Args:
         trials: ``(r,)`` integer trial counts >= 1, one per rejected row, ``r >= 1``.
-        tv: TV distance in [0, 1].
-        tv_stderr: standard error of ``tv``.
+        tv: the TV value (or estimate) in [0, 1].
+        tv_interval: ``(lower, upper)`` containing ``tv``; default ``(tv, tv)``.
+        miss_probability: probability that the interval misses the true TV.
         rng: source of the PIT randomization ``V`` (keyword-only).
 
     Returns:
-        ``CheckResult`` named ``"geometric_trials"``, ``statistic`` = KS ``D`` at the TV giving the
-        largest p-value; details ``tv_at_max``, ``tv_interval``, ``mean_trials``.
+        ``CheckResult`` named ``"geometric_trials"``, ``statistic = D``; details
+        ``tv_interval``, ``mean_trials``, ``d_plus`` (at ``hi``), ``d_minus`` (at ``lo``).
 
     Raises:
-        ValueError: empty or non-integer ``trials``, values < 1, bad ``tv``/``tv_stderr``,
+        ValueError: empty or non-integer ``trials``, values < 1, bad ``tv``/interval,
             ``rng`` not a Generator.
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> geometric_trials_test(rng.geometric(0.3, size=400), 0.3, rng=rng).pvalue > 0.01
+        True
     """
     k = _require_trials(trials)
-    tv = require_unit_interval(tv, "tv")
-    tv_stderr = require_nonnegative(tv_stderr, "tv_stderr")
+    tv, tv_lo, tv_hi, miss = require_tv_interval(tv, tv_interval, miss_probability)
     rng = require_generator(rng)
-    tv_lo, tv_hi = tv_interval(tv, tv_stderr)
+    r = k.shape[0]
     mean_trials = float(k.mean())
-    grid = set(np.linspace(tv_lo, tv_hi, TV_GRID_POINTS).tolist()) | {tv}
-    mle = 1.0 / mean_trials
-    if tv_lo <= mle <= tv_hi:
-        grid.add(mle)
-    candidates = sorted(value for value in grid if value > 0.0)
-    v = np.asarray(rng.random(k.shape[0]), dtype=np.float64)
-    compared = (f"{k.shape[0]} residual trial counts vs Geometric(TV), TV = {tv:.6g} ± "
-                f"{tv_stderr:.2g} (randomized PIT + exact KS)")
-    null = ("the trial counts are iid Geometric(TV) on {1, 2, ...} for some TV in the 5-sigma "
-            "interval of the TV estimate")
-    details: dict[str, Any] = {"tv_interval": (tv_lo, tv_hi), "mean_trials": mean_trials}
-    if not candidates:  # the interval is {0}: a rejected row is impossible
-        details.update(tv_at_max=0.0, note="TV = 0 admits no rejected rows")
-        return CheckResult(name="geometric_trials", statistic=1.0, pvalue=0.0, n=k.shape[0],
-                           compared=compared, null=null, details=details)
-    results = []
-    for value in candidates:
-        if value >= 1.0 and np.any(k > 1.0):  # TV = 1: every first proposal succeeds
-            results.append(CheckResult(name="geometric_trials", statistic=1.0, pvalue=0.0,
-                                       n=k.shape[0], compared=compared, null=null,
-                                       details={"d_plus": math.nan, "d_minus": math.nan}))
-            continue
-        u = np.sort(geometric_randomized_pit(k, value, v))
-        results.append(_ks_from_sorted_uniforms(u, u, name="geometric_trials",
-                                                compared=compared, null=null))
-    best = int(np.argmax([result.pvalue for result in results]))
-    details.update(tv_at_max=candidates[best], d_plus=results[best].details["d_plus"],
-                   d_minus=results[best].details["d_minus"], tv_grid_size=len(candidates))
-    return CheckResult(name="geometric_trials", statistic=results[best].statistic,
-                       pvalue=results[best].pvalue, n=k.shape[0], compared=compared, null=null,
-                       details=details)
+    compared = (f"{r} residual trial counts vs Geometric(TV), TV in [{tv_lo:.6g}, {tv_hi:.6g}] "
+                "(randomized PIT + exact KS)")
+    null = ("the trial counts are iid Geometric(TV) on {1, 2, ...} (TV inside its confidence "
+            "interval except with probability miss_probability)")
+    details: dict[str, Any] = {"tv_interval": (tv_lo, tv_hi), "mean_trials": mean_trials,
+                               "miss_probability": miss}
+    v = np.asarray(rng.random(r), dtype=np.float64)
+    if tv_hi <= 0.0 or (tv_lo >= 1.0 and np.any(k > 1.0)):
+        details["note"] = ("TV = 0 admits no rejected rows" if tv_hi <= 0.0 else
+                           "TV = 1: every first proposal succeeds")
+        return CheckResult(name="geometric_trials", statistic=1.0, pvalue=min(1.0, miss), n=r,
+                           compared=compared, null=null, min_pvalue=min(1.0, miss),
+                           details=details)
+    i = np.arange(1, r + 1, dtype=np.float64)
+    u_hi = np.sort(geometric_randomized_pit(k, tv_hi, v))
+    u_lo = np.sort(geometric_randomized_pit(k, max(tv_lo, 0.0), v))
+    d_plus = float(np.max(i / r - u_hi))
+    d_minus = float(np.max(u_lo - (i - 1.0) / r))
+    d = min(1.0, max(d_plus, d_minus, 0.0))
+    details.update(d_plus=d_plus, d_minus=d_minus)
+    return CheckResult(name="geometric_trials", statistic=d,
+                       pvalue=min(1.0, ks_pvalue(d, r) + miss), n=r, compared=compared,
+                       null=null, min_pvalue=miss, details=details)
 
 
 def _require_trials(trials: ArrayLike) -> FloatArray:

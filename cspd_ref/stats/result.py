@@ -23,6 +23,8 @@ class CheckResult:
         n: sample size the check used.
         compared: what was compared with what, human-readable.
         null: the null hypothesis, one sentence.
+        min_pvalue: the smallest p-value this check could have returned at this ``n`` (its
+            floor): a check used at a level below its floor can never reject (SPEC §5).
         details: extra numbers (never needed to interpret ``pvalue``); excluded from hashing.
     """
 
@@ -32,11 +34,23 @@ class CheckResult:
     n: int
     compared: str
     null: str
+    min_pvalue: float
     details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.pvalue <= 1.0) or math.isnan(self.pvalue):
             raise ValueError(f"pvalue: must lie in [0, 1], got {self.pvalue!r}")
+        if not (0.0 <= self.min_pvalue <= self.pvalue) or math.isnan(self.min_pvalue):
+            raise ValueError(f"min_pvalue: must lie in [0, pvalue], got {self.min_pvalue!r}")
+
+    @property
+    def family(self) -> str:
+        """The check's family: its name without a ``[...]`` index (``"ks_projection"``)."""
+        return self.name.split("[", 1)[0]
+
+    def can_reject(self, alpha: float) -> bool:
+        """True when this check's floor lies below ``alpha`` (it is alive at that level)."""
+        return self.min_pvalue < alpha
 
     def rejects(self, alpha: float) -> bool:
         """True when ``pvalue <= alpha`` (the null is rejected at level ``alpha``)."""
