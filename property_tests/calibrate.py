@@ -1,6 +1,6 @@
 """Measure the gate: false alarms of exact samplers and detections of the mutant catalog.
 
-Two modes:
+Three modes:
 
 * ``python -m property_tests.calibrate battery --runs 100`` — on fixed cases, run each exact
   reference sampler ``runs`` times with fresh seeds and count how often ``verify`` flags it at
@@ -10,8 +10,10 @@ Two modes:
   ``CALL_ALPHA`` and count detections (power).
 * ``python -m property_tests.calibrate gate --seeds 1-20`` — run the whole gate
   (``pytest property_tests/``) once per ``CSPD_SEED`` and count the runs with a failure.
+* ``python -m property_tests.calibrate pvalues --runs 1000 --tier both`` — the p-value
+  distributions of the exact samplers at scale, on Dask (``property_tests/calibrate_pvalues.py``).
 
-Both print a Markdown table and write it to ``--out`` (default ``reports/calibration.md``).
+Each prints a Markdown report and writes it to ``--out`` (default ``reports/calibration.md``).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def gate_mode(seeds: Sequence[int], extra: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m property_tests.calibrate {battery,gate} ...``."""
+    """Entry point: ``python -m property_tests.calibrate {battery,gate,pvalues} ...``."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -127,7 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     gate.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     for p in (battery, gate):
         p.add_argument("--out", type=Path, default=Path("reports/calibration.md"))
+    from property_tests import calibrate_pvalues
+
+    calibrate_pvalues.build_parser(sub.add_parser(
+        "pvalues", help="p-value distributions of exact samplers at scale, on Dask",
+        description=calibrate_pvalues.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
+    if args.mode == "pvalues":
+        raw = list(sys.argv[1:] if argv is None else argv)
+        return calibrate_pvalues.run(args, " ".join(["python -m property_tests.calibrate", *raw]))
     header = (f"# cspd gate calibration ({args.mode} mode)\n\nGate budget: GATE_ALPHA = "
               f"{GATE_ALPHA:g} over at most {PLANNED_EXACT_CALLS} exact-sampler statistical "
               f"assertions, CALL_ALPHA = {CALL_ALPHA:.1e} each.\n\n")

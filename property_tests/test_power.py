@@ -19,6 +19,7 @@ import torch
 import gpu_impl
 from cspd_ref.cases import Case, demo_case, equal_scale_gaussian_case
 from cspd_ref.samplers import token_sampler
+from gpu_impl.testing import device_under_test
 from property_tests.gate import assert_equivalent, assert_flagged
 from property_tests.mutant_families import Member, edge_members, mixture_case
 
@@ -27,6 +28,7 @@ GATE_MEMBERS = (0, 2, 4, 5, 8, 9, 10, 11)
 remaining members (slower d = 64 cases) are covered by the power calibration."""
 
 MEMBERS = edge_members()
+DEVICE = device_under_test()
 
 
 @pytest.mark.parametrize("member", [MEMBERS[i] for i in GATE_MEMBERS],
@@ -42,8 +44,8 @@ EXACT_AT_FULL_SIZE: list[tuple[str, Case, object]] = [
     ("reference-mixture-d16-K5", mixture_case(16, 5, 0.1), token_sampler("auto")),
     ("reference-reflection-d64", equal_scale_gaussian_case(64, 0.3), token_sampler("auto")),
     ("gpu-float32-mixture-d16-K5", mixture_case(16, 5, 0.1),
-     gpu_impl.as_sampler(dtype=torch.float32)),
-    ("gpu-bfloat16-demo", demo_case(), gpu_impl.as_sampler(dtype=torch.bfloat16)),
+     gpu_impl.as_sampler(device=DEVICE, dtype=torch.float32)),
+    ("gpu-bfloat16-demo", demo_case(), gpu_impl.as_sampler(device=DEVICE, dtype=torch.bfloat16)),
 ]
 
 
