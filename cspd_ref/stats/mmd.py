@@ -34,6 +34,24 @@ WITNESS_BLOCK = 16384
 PERMUTATION_BLOCK = 256
 
 
+def require_two_sample_arguments(x: ArrayLike, y: ArrayLike, rng: np.random.Generator,
+                                 bandwidth: float | None,
+                                 ) -> tuple[FloatArray, FloatArray, np.random.Generator,
+                                            float | None]:
+    """Validate the arguments both MMD tests share: two finite ``(., d)`` samples of at least
+    2 rows with the same ``d``, a Generator, and a positive bandwidth or None."""
+    xs = require_matrix(x, "x", min_rows=2)
+    ys = require_matrix(y, "y", min_rows=2)
+    if ys.shape[1] != xs.shape[1]:
+        raise ValueError(f"y: expected {xs.shape[1]} columns (as x), got shape {ys.shape}")
+    rng = require_generator(rng)
+    if bandwidth is not None:
+        bandwidth = require_finite_float(bandwidth, "bandwidth")
+        if bandwidth <= 0.0:
+            raise ValueError(f"bandwidth: must be > 0, got {bandwidth!r}")
+    return xs, ys, rng, bandwidth
+
+
 def pooled_squared_distances(z: FloatArray) -> FloatArray:
     """``(N, N)`` matrix of squared Euclidean distances between the rows of ``z`` (float64).
 
@@ -109,16 +127,8 @@ def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *
         ValueError: bad shapes (fewer than 2 rows, different ``d``), NaN/inf, bad
             ``n_permutations`` or ``bandwidth``, ``rng`` not a Generator.
     """
-    xs = require_matrix(x, "x", min_rows=2)
-    ys = require_matrix(y, "y", min_rows=2)
-    if ys.shape[1] != xs.shape[1]:
-        raise ValueError(f"y: expected {xs.shape[1]} columns (as x), got shape {ys.shape}")
-    rng = require_generator(rng)
+    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng, bandwidth)
     n_permutations = require_int(n_permutations, "n_permutations", minimum=1)
-    if bandwidth is not None:
-        bandwidth = require_finite_float(bandwidth, "bandwidth")
-        if bandwidth <= 0.0:
-            raise ValueError(f"bandwidth: must be > 0, got {bandwidth!r}")
     n, m = xs.shape[0], ys.shape[0]
     total = n + m
     d2 = pooled_squared_distances(np.concatenate([xs, ys], axis=0))
@@ -245,19 +255,11 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
         >>> same.pvalue > 0.01, wide.pvalue < 1e-10, wide.min_pvalue < 1e-300
         (True, True, True)
     """
-    xs = require_matrix(x, "x", min_rows=2)
-    ys = require_matrix(y, "y", min_rows=2)
-    if ys.shape[1] != xs.shape[1]:
-        raise ValueError(f"y: expected {xs.shape[1]} columns (as x), got shape {ys.shape}")
-    rng = require_generator(rng)
+    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng, bandwidth)
     w = require_int(witness_points, "witness_points", minimum=1)
     if min(xs.shape[0], ys.shape[0]) < w + 2:
         raise ValueError(f"x: needs at least witness_points + 2 = {w + 2} rows in each sample, "
                          f"got {xs.shape[0]} and {ys.shape[0]}")
-    if bandwidth is not None:
-        bandwidth = require_finite_float(bandwidth, "bandwidth")
-        if bandwidth <= 0.0:
-            raise ValueError(f"bandwidth: must be > 0, got {bandwidth!r}")
     xs = xs[rng.permutation(xs.shape[0])]
     ys = ys[rng.permutation(ys.shape[0])]
     centre = np.concatenate([xs[:w], ys[:w]]).mean(axis=0)

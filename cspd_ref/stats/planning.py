@@ -47,6 +47,16 @@ def dkw_detectable_distance(n: int, alpha: float) -> float:
     return math.sqrt(math.log(2.0 / alpha) / (2.0 * n))
 
 
+def ks_power_constant(alpha: float, power: float) -> float:
+    """``sqrt(ln(2/alpha)/2) + sqrt(ln(2/(1 - power))/2)``: the one-sample KS distance detectable
+    with probability ``power`` at level ``alpha`` is this over ``sqrt(n)``
+    (``ks_detectable_distance``)."""
+    alpha = require_open_unit(alpha, "alpha")
+    power = require_open_unit(power, "power")
+    return (math.sqrt(math.log(2.0 / alpha) / 2.0)
+            + math.sqrt(math.log(2.0 / (1.0 - power)) / 2.0))
+
+
 def ks_detectable_distance(n: int, alpha: float, power: float) -> float:
     """KS distance that the exact one-sample KS test at level ``alpha`` flags with probability
     at least ``power`` at sample size ``n`` (a guarantee, not an approximation).
@@ -62,10 +72,7 @@ def ks_detectable_distance(n: int, alpha: float, power: float) -> float:
         0.0047
     """
     n = require_int(n, "n", minimum=1)
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
-    return (math.sqrt(math.log(2.0 / alpha) / 2.0)
-            + math.sqrt(math.log(2.0 / (1.0 - power)) / 2.0)) / math.sqrt(n)
+    return ks_power_constant(alpha, power) / math.sqrt(n)
 
 
 def ks_sample_size(epsilon: float, alpha: float, power: float) -> int:
@@ -78,10 +85,7 @@ def ks_sample_size(epsilon: float, alpha: float, power: float) -> int:
     epsilon = require_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: must be > 0, got {epsilon!r}")
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
-    root = (math.sqrt(math.log(2.0 / alpha) / 2.0)
-            + math.sqrt(math.log(2.0 / (1.0 - power)) / 2.0)) / epsilon
+    root = ks_power_constant(alpha, power) / epsilon
     return math.ceil(root * root)
 
 
