@@ -1,4 +1,4 @@
-"""The false-alarm budget of a whole ``pytest`` run, and its seeds (SPEC §5).
+"""The false-alarm budget of a whole ``pytest`` run, and its seeds (docs/battery.md §6).
 
 **One budget for the run.** ``pytest`` (the README's command: testpaths ``tests/``, ``proofs/``,
 ``property_tests/``, any subset of them, with or without ``pytest-xdist``) may flag an exact
@@ -19,19 +19,24 @@ test of ``property_tests/test_ar_decoding.py``, each statistical test function o
                                         = (count) * CALL_ALPHA
                                         <= PLANNED_EXACT_CALLS * CALL_ALPHA = GATE_ALPHA.
 
-The arithmetic holds only while ``count <= PLANNED_EXACT_CALLS``; the budget plugin
-(``property_tests/budget_plugin.py``, loaded by the root ``conftest.py``) counts the units the
-run really makes, prints ``count``, the planned maximum and the bound ``count x CALL_ALPHA``,
-and fails the run (exit status 1) if the count exceeds the plan — then raise
+The arithmetic holds only while ``count <= PLANNED_EXACT_CALLS``. The cspd pytest plugin
+(``cspd_ref/pytest_plugin.py``, installed with the package) adds up the levels of the
+assertions the run really makes (``record_exact_call`` records ``CALL_ALPHA`` with
+``cspd_ref.testing.record_statistical_assertion``, as ``cspd_ref.testing.assert_equivalent``
+does for users), prints the count and the bound, and fails the run (exit status 1) if the bound
+exceeds ``GATE_ALPHA`` — the ``cspd_false_alarm_budget`` set in ``pyproject.toml`` — then raise
 ``PLANNED_EXACT_CALLS``, which lowers ``CALL_ALPHA`` for every unit and keeps the total at
 ``GATE_ALPHA``. Counting is per process (``record_exact_call`` below); under ``pytest -n N``
 each xdist worker sends its count to the controller, which sums them, so the total is the same
 as in a single-process run. Today's ``pytest``: in ``property_tests/``, 134 quick-tier and
 4 full-tier ``verify`` calls and 1 pass-count test; in ``tests/``, 7 units of
 ``test_gpu_distribution.py`` (5 float32/float64 test functions, 2 half-precision tests) and 4 of
-``test_gpu_ar.py`` (3 ``verify`` calls and the exact pass-count test): 150 units, bound
-150 x 5e-7 = 7.5e-5 <= 1e-4 (the exact number is printed at the end of every run, since
-Hypothesis-driven tests may make a data-dependent number of calls).
+``test_gpu_ar.py`` (3 ``verify`` calls and the exact pass-count test), 1 of
+``test_ar_from_noise.py`` (the from-noise AR decoder): 151 units, 151 x 5e-7 = 7.55e-5.
+``examples/`` adds 8 assertions at 1e-6 of their own (``cspd_ref.testing.assert_equivalent``:
+6 in the outside-user test file, 2 in the JAX port), so a whole run measured 159 assertions and
+a bound of 7.55e-5 + 8e-6 = 8.35e-5 <= 1e-4 (the plugin prints the exact figure at the end of
+every run, since Hypothesis-driven tests may make a data-dependent number of calls).
 
 Not units of the budget: power assertions ("this known-bad sampler is flagged", ``assert_flagged``
 and the mutants), which use the same ``CALL_ALPHA`` — the level the gate applies to every
@@ -51,14 +56,13 @@ from __future__ import annotations
 import hashlib
 import os
 
+from cspd_ref.testing import ledger_in_this_process, record_statistical_assertion
+
 GATE_ALPHA = 1e-4
 PLANNED_EXACT_CALLS = 200
 CALL_ALPHA = GATE_ALPHA / PLANNED_EXACT_CALLS
 DEFAULT_SEED = 20241118
 """The paper's date (arXiv 2411.11925); any integer works."""
-
-_exact_calls_in_this_process = 0
-
 
 def cspd_seed() -> int:
     """The run's master seed: ``CSPD_SEED`` from the environment, else ``DEFAULT_SEED``."""
@@ -79,15 +83,13 @@ def statistical_seed(*labels: object) -> int:
 
 def record_exact_call() -> None:
     """Count one exact-sampler statistical assertion (one unit of ``CALL_ALPHA``) in this
-    process; the budget plugin adds up the processes of a run."""
-    global _exact_calls_in_this_process
-    _exact_calls_in_this_process += 1
+    process, in the ledger of ``cspd_ref.testing`` that the cspd pytest plugin adds up."""
+    record_statistical_assertion(CALL_ALPHA)
 
 
 def exact_calls_in_this_process() -> int:
-    """How many times ``record_exact_call`` ran in this Python process (monotone; a pytest
-    session counts the difference between its end and its start)."""
-    return _exact_calls_in_this_process
+    """How many statistical assertions this Python process recorded (monotone)."""
+    return ledger_in_this_process().count
 
 
 def false_alarm_bound(count: int) -> float:

@@ -30,10 +30,10 @@ from typing import Any
 from tqdm import tqdm
 
 from cspd_ref.cases import demo_case, equal_scale_gaussian_case
+from cspd_ref.mutants.catalog import MUTANTS, ar_case, linear_diffusion_case, unequal_weight_case
 from cspd_ref.samplers import ar_sampler, diffusion_sampler, token_sampler
 from cspd_ref.verify import verify
 from property_tests.budget import CALL_ALPHA, GATE_ALPHA, PLANNED_EXACT_CALLS
-from property_tests.mutants import MUTANTS, ar_case, linear_diffusion_case, unequal_weight_case
 
 LEVELS = (0.05, 0.01, CALL_ALPHA)
 

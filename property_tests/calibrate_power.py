@@ -32,8 +32,9 @@ from typing import Any
 
 from scipy import stats
 
+from cspd_ref.mutants import FAMILY_GRID, GridPoint
 from property_tests.calibrate_pvalues import execute, load_results, record_key
-from property_tests.mutant_families import FAMILY_GRID, GridPoint, effect_size
+from property_tests.mutant_families import effect_size
 
 EFFECT_N_REF = 2_000_000
 """Samples behind each point's effect-size measurement (DKW noise about 1.2e-3 at 99%)."""

@@ -104,8 +104,8 @@ def _reflection() -> tuple[Callable[..., Any], Any]:
 
 def _diffusion_linear(kind: str) -> Callable[[], tuple[Callable[..., Any], Any]]:
     def build() -> tuple[Callable[..., Any], Any]:
+        from cspd_ref.mutants.catalog import linear_diffusion_case
         from cspd_ref.samplers import diffusion_sampler
-        from property_tests.mutants import linear_diffusion_case
 
         return diffusion_sampler(kind), linear_diffusion_case()
 
@@ -115,7 +115,7 @@ def _diffusion_linear(kind: str) -> Callable[[], tuple[Callable[..., Any], Any]]
 def _diffusion_nonlinear() -> tuple[Callable[..., Any], Any]:
     from cspd_ref.cases import DiffusionCase
     from cspd_ref.samplers import diffusion_sampler
-    from property_tests.strategies import tanh_mlp_chain
+    from cspd_ref.strategies import tanh_mlp_chain
 
     steps, dim, hidden, seed = 3, 2, 16, 20240
     target = tanh_mlp_chain(np.random.default_rng(seed), steps, dim, hidden)
@@ -125,8 +125,8 @@ def _diffusion_nonlinear() -> tuple[Callable[..., Any], Any]:
 
 
 def _ar() -> tuple[Callable[..., Any], Any]:
+    from cspd_ref.mutants.catalog import ar_case
     from cspd_ref.samplers import ar_sampler
-    from property_tests.mutants import ar_case
 
     return ar_sampler(gamma=2), ar_case()
 

@@ -1,7 +1,7 @@
 """Gate configuration: deterministic Hypothesis.
 
 The false-alarm budget is counted and enforced for the whole run by
-``property_tests/budget_plugin.py``, loaded from the root ``conftest.py``.
+the cspd pytest plugin (``cspd_ref/pytest_plugin.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""AR speculative decoding passes the target's Rosenblatt test (SPEC §4)."""
+"""AR speculative decoding passes the target's Rosenblatt test (docs/algorithms.md §5)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from scipy.stats import norm
 from cspd_ref.ar import GroupSchedule, MixtureARModel, ar_speculative_decode
 from cspd_ref.cases import ARCase
 from cspd_ref.samplers import ar_sampler
+from cspd_ref.strategies import ar_cases
 from cspd_ref.theory import expected_groups_per_pass, tv_equal_scale_gaussians
 from property_tests.budget import CALL_ALPHA, record_exact_call, statistical_seed
 from property_tests.gate import assert_equivalent
-from property_tests.strategies import ar_cases
 
 CONFIGS = [
     {"gamma": 1, "prefill": 0.0, "bonus_group": True},

@@ -1,4 +1,5 @@
-"""Bad inputs raise ValueError naming the argument (SPEC §7), on generated inputs."""
+"""Bad inputs raise ValueError naming the argument (docs/contract.md §4), on generated
+inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Aligned-trajectory and joint-criterion samplers pass the battery (SPEC §3)."""
+"""Aligned-trajectory and joint-criterion samplers pass the battery
+(docs/algorithms.md §4)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from hypothesis import given, settings
 
 from cspd_ref.cases import DiffusionCase
 from cspd_ref.samplers import diffusion_sampler
+from cspd_ref.strategies import linear_chain_pairs, nonlinear_chain_pairs
 from property_tests.gate import assert_equivalent
-from property_tests.strategies import linear_chain_pairs, nonlinear_chain_pairs
 
 
 @settings(max_examples=10)

@@ -1,4 +1,5 @@
-"""The PyTorch samplers (gpu_impl) pass the battery on the gate's cases (SPEC §4-§6).
+"""The PyTorch samplers (gpu_impl) pass the battery on the gate's cases
+(docs/algorithms.md §7).
 
 Float32 on the CPU by default; ``CSPD_TEST_DEVICE=cuda`` runs the same assertions on a GPU.
 """
@@ -13,14 +14,14 @@ from hypothesis import given, settings
 
 import gpu_impl
 from cspd_ref.cases import ARCase, Case, DiffusionCase
-from gpu_impl.testing import device_under_test
-from property_tests.gate import assert_equivalent
-from property_tests.strategies import (
+from cspd_ref.strategies import (
     ar_cases,
     equal_scale_gaussian_cases,
     linear_chain_pairs,
     token_cases,
 )
+from gpu_impl.testing import device_under_test
+from property_tests.gate import assert_equivalent
 
 DEVICE = device_under_test()
 

@@ -1,4 +1,5 @@
-"""The reference token samplers pass the battery on Hypothesis-generated cases (SPEC §2, §5)."""
+"""The reference token samplers pass the battery on Hypothesis-generated cases
+(docs/algorithms.md §3)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from hypothesis import given, settings
 
 from cspd_ref.cases import Case
 from cspd_ref.samplers import token_sampler
+from cspd_ref.strategies import equal_scale_gaussian_cases, extreme_valid_cases, token_cases
 from property_tests.gate import assert_equivalent
-from property_tests.strategies import equal_scale_gaussian_cases, extreme_valid_cases, token_cases
 
 
 @pytest.mark.parametrize("residual", ["auto", "batched"])

@@ -1,7 +1,8 @@
 """The run's exact-sampler count is the same with and without pytest-xdist.
 
 A synthetic test directory calls ``record_exact_call()`` a known number of times (7, across 3
-files) and loads ``property_tests.budget_plugin`` the way the root ``conftest.py`` does; it runs
+files), under the cspd pytest plugin (``cspd_ref/pytest_plugin.py``, installed as a ``pytest11``
+entry point, so it loads in every session of this environment); it runs
 in subprocesses (``pytester.runpytest_subprocess``, so the counters of this process are not
 touched) as ``pytest`` and ``pytest -n 2``, and both must report 7.
 
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from property_tests.budget import PLANNED_EXACT_CALLS
+from property_tests.budget import CALL_ALPHA, GATE_ALPHA, PLANNED_EXACT_CALLS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"^cspd budget: (\d+) exact-sampler statistical assertions \(planned <= "
-                     r"(\d+)\); false-alarm bound \1 x CALL_ALPHA = \1 x (\S+) = (\S+) ")
+SUMMARY = re.compile(r"^cspd: (\d+) statistical assertions about exact samplers; false-alarm "
+                     r"bound (\S+) \(union bound: the sum of their alphas\)(?:; budget (\S+))?")
 
 SYNTHETIC_FILES = {
     "test_one.py": "def test_a():\n    record_exact_call()\n\n"
@@ -35,7 +36,8 @@ SYNTHETIC_FILES = {
                      "def test_e(i):\n    record_exact_call()\n",
 }
 EXPECTED = 7
-FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+FAST = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+        f"--cspd-false-alarm-budget={GATE_ALPHA}")
 """Options of every inner run: no cache, no Hypothesis plugin (its import costs ~1 s a process)."""
 
 
@@ -45,19 +47,18 @@ def synthetic(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyt
     the repository importable in the subprocess and its xdist workers."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    pytester.makeconftest('pytest_plugins = ["property_tests.budget_plugin"]\n')
     header = "from property_tests.budget import record_exact_call\n\n"
     pytester.makepyfile(**{name[:-3]: header + body for name, body in SYNTHETIC_FILES.items()})
     return pytester
 
 
-def reported(result: pytest.RunResult) -> list[tuple[int, int, float, float]]:
-    """Every budget summary line: (count, planned, CALL_ALPHA, bound)."""
+def reported(result: pytest.RunResult) -> list[tuple[int, float]]:
+    """Every summary line of the plugin: (count, bound)."""
     out = []
     for line in result.outlines:
         match = SUMMARY.match(line)
         if match:
-            out.append((int(match[1]), int(match[2]), float(match[3]), float(match[4])))
+            out.append((int(match[1]), float(match[2])))
     return out
 
 
@@ -68,9 +69,9 @@ def test_count_is_identical_with_and_without_xdist(synthetic: pytest.Pytester) -
         assert result.ret == 0, "\n".join(result.outlines)
         lines = reported(result)
         assert len(lines) == 1, "\n".join(result.outlines)
-        count, planned, call_alpha, bound = lines[0]
-        assert (count, planned) == (EXPECTED, PLANNED_EXACT_CALLS)
-        assert bound == pytest.approx(EXPECTED * call_alpha, rel=1e-2)
+        count, bound = lines[0]
+        assert count == EXPECTED
+        assert bound == pytest.approx(EXPECTED * CALL_ALPHA, rel=1e-2)
     assert any("2 workers" in line for line in parallel.outlines), "xdist did not run"
 
 
@@ -81,7 +82,6 @@ def test_run_fails_when_the_summed_count_exceeds_the_plan(pytester: pytest.Pytes
     plan, the controller's total does, and the run must fail (exit status 1) saying so."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    pytester.makeconftest('pytest_plugins = ["property_tests.budget_plugin"]\n')
     calls = PLANNED_EXACT_CALLS // 2 + 1
     body = ("from property_tests.budget import record_exact_call\n\n"
             f"def test_many():\n    for _ in range({calls}):\n        record_exact_call()\n")
@@ -90,7 +90,29 @@ def test_run_fails_when_the_summed_count_exceeds_the_plan(pytester: pytest.Pytes
     assert result.ret == 1, "\n".join(result.outlines)
     lines = reported(result)
     assert [line[0] for line in lines] == [2 * calls]
-    assert any(f"exceeds the planned {PLANNED_EXACT_CALLS}" in line for line in result.outlines)
+    assert any("FAILED: the bound exceeds the budget" in line for line in result.outlines)
+
+
+def test_user_assertions_at_mixed_levels_add_up_under_xdist(pytester: pytest.Pytester,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A user's session: assertions at 1e-3 and 1e-5 in two files, run under ``-n 2``; the
+    bound is their sum, and a budget below it fails the session."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    header = "from cspd_ref.testing import record_statistical_assertion\n\n"
+    pytester.makepyfile(
+        test_coarse=header + "def test_a():\n    record_statistical_assertion(1e-3)\n",
+        test_fine=header + "def test_b():\n    for _ in range(3):\n"
+                           "        record_statistical_assertion(1e-5)\n")
+    fast = FAST[:-1]
+    passing = pytester.runpytest_subprocess(*fast, "-n", "2", "--cspd-false-alarm-budget=0.01")
+    assert passing.ret == 0, "\n".join(passing.outlines)
+    assert reported(passing) == [(4, pytest.approx(1.03e-3))]
+    failing = pytester.runpytest_subprocess(*fast, "-n", "2", "--cspd-false-alarm-budget=1e-3")
+    assert failing.ret == 1, "\n".join(failing.outlines)
+    unbudgeted = pytester.runpytest_subprocess(*fast)
+    assert unbudgeted.ret == 0 and reported(unbudgeted) == [(4, pytest.approx(1.03e-3))]
 
 
 OLD_DESIGN_CONFTEST = '''
@@ -102,9 +124,8 @@ budget.record_exact_call = lambda: COUNT.__setitem__("count", COUNT["count"] + 1
 
 def pytest_sessionfinish(session, exitstatus):
     if COUNT["count"]:
-        print(f"\\ncspd budget: {COUNT['count']} exact-sampler statistical assertions (planned "
-              f"<= 200); false-alarm bound {COUNT['count']} x CALL_ALPHA = {COUNT['count']} x "
-              "5e-07 = 0 (old design)")
+        print(f"\\ncspd: {COUNT['count']} statistical assertions about exact samplers; "
+              "false-alarm bound 0 (union bound: the sum of their alphas) (old design)")
 '''
 
 
@@ -119,7 +140,8 @@ def test_old_module_dict_design_loses_the_worker_counts(pytester: pytest.Pyteste
     header = ("from property_tests import budget\n\n"
               "def record_exact_call():\n    budget.record_exact_call()\n\n")
     pytester.makepyfile(**{name[:-3]: header + body for name, body in SYNTHETIC_FILES.items()})
-    single = pytester.runpytest_subprocess(*FAST, "-s")
-    parallel = pytester.runpytest_subprocess(*FAST, "-s", "-n", "2")
+    old = (*FAST[:-1], "-p", "no:cspd")
+    single = pytester.runpytest_subprocess(*old, "-s")
+    parallel = pytester.runpytest_subprocess(*old, "-s", "-n", "2")
     assert [line[0] for line in reported(single)] == [EXPECTED]
     assert [line[0] for line in reported(parallel)] == []

@@ -1,4 +1,4 @@
-"""gpu_impl.ar: batched AR speculative decoding (SPEC §4, §6) against cspd_ref.ar.
+"""gpu_impl.ar: batched AR speculative decoding (docs/algorithms.md §5, §7) against cspd_ref.ar.
 
 Deterministic checks (pass structure with p == q, pre-fill counts, the torch model's
 conditionals against the float64 reference, padding of unequal groups, validation) and two
@@ -51,7 +51,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def ref_pair(seed: int = 11, L: int = 6, d: int = 2, K: int = 2, steps: int = 4,
              size: float = 0.4, coupling: float = 1.5) -> tuple[Any, Any, Any]:
-    """(draft, target, schedule) as ``property_tests.mutants.ar_case`` builds them."""
+    """(draft, target, schedule) as ``cspd_ref.mutants.catalog.ar_case`` builds them."""
     rng = np.random.default_rng(seed)
     target = ref_ar.MixtureARModel.random(L, d, K, rng, coupling=coupling)
     return target.perturbed(size, rng), target, ref_ar.mar_schedule(L, steps, rng)

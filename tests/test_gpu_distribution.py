@@ -1,4 +1,4 @@
-"""Distribution checks of gpu_impl's samplers against exact target laws (SPEC §5), seeded.
+"""Distribution checks of gpu_impl's samplers against exact target laws (docs/battery.md), seeded.
 
 Independent of the statistical battery (``cspd_ref.verify``): every check is an exact
 one-sample Kolmogorov–Smirnov test (``scipy.stats.kstest``, exact p-value) of a 1-D projection
@@ -13,7 +13,7 @@ every draw from ``statistical_seed(...)`` (``CSPD_SEED``), and compares each of 
 p-values with ``CALL_ALPHA / m`` (Bonferroni), so if the samplers are exact it fails with
 probability ``<= CALL_ALPHA = GATE_ALPHA / PLANNED_EXACT_CALLS = 5e-7``; the union bound over all
 units of the run (this file's 7 included) gives ``P(false alarm) <= count x CALL_ALPHA <=
-GATE_ALPHA = 1e-4`` for the whole ``pytest`` run, counted by ``property_tests/budget_plugin.py``.
+GATE_ALPHA = 1e-4`` for the whole ``pytest`` run, counted by the cspd pytest plugin.
 Power is shown, not assumed: the same procedure at the same threshold must flag a known-bad
 sampler (residual drawn from the draft); that test is not a unit of the budget (it can only
 fail for lack of power, never by a false alarm).
@@ -250,7 +250,7 @@ def test_mixture_sample_matches_reference_law() -> None:
 
 
 def test_known_bad_sampler_is_flagged() -> None:
-    """Power: a sampler whose residual is a fresh draft sample (a mutant from SPEC §5's catalog)
+    """Power: a sampler whose residual is a fresh draft sample (a mutant of the catalog)
     must be rejected by the same procedure at the same threshold (``CALL_ALPHA / m``). Not a
     unit of the false-alarm budget: the sampler is wrong, so this assertion fails only if the
     procedure lacks power."""

@@ -22,10 +22,10 @@ from cspd_ref.cases import (
     equal_scale_gaussian_case,
     mixture_1d_case,
 )
+from cspd_ref.mutants.catalog import ar_case, linear_diffusion_case
 from cspd_ref.samplers import ar_sampler, diffusion_sampler, token_sampler
+from cspd_ref.strategies import tanh_mlp_chain
 from cspd_ref.verify import TIERS, BatteryPlan, minimum_sample_size, plan_for, verify
-from property_tests.mutants import ar_case, linear_diffusion_case
-from property_tests.strategies import tanh_mlp_chain
 
 GATE_LEVEL = 5e-7
 

@@ -1,19 +1,53 @@
-"""Hypothesis strategies for the gate's cases, small and composable, named for what they make.
+"""Hypothesis strategies for cases: small, composable, named for what they generate.
+
+Use them to sweep your own implementation over many cases::
+
+    from hypothesis import given, settings
+    from cspd_ref import strategies
+    from cspd_ref.testing import assert_equivalent
+
+    @settings(max_examples=20, deadline=None)
+    @given(case=strategies.token_cases(max_dim=8))
+    def test_my_sampler(case):
+        assert_equivalent(my_sampler, case, alpha=1e-6, tier="quick")
+
+(each example is one assertion of the session's false-alarm budget: 20 x 1e-6 here).
+
+* Token cases: ``token_cases()`` (a random mixture target and a perturbed draft, d from 1 to 64),
+  ``equal_scale_gaussian_cases()`` (the reflection case), ``extreme_valid_cases()`` (a plain
+  list: means 1e4 apart, scales 1e-6 to 1e6, d = 4096, p == q); the building blocks
+  ``gaussian_mixtures()``, ``mixture_weights(k)``, ``perturbed_drafts(target)``.
+* Diffusion-head cases: ``linear_chain_pairs()`` (closed-form marginals),
+  ``nonlinear_chain_pairs()`` (tanh-MLP heads: two-sample tests), ``tanh_mlp_chain``.
+* AR cases: ``ar_cases()`` (mixture AR models, MAR schedules).
 
 Numbers that Hypothesis draws directly (dimension, number of components, skew, separation, scale
 ratio, shift) carry the structure; a drawn integer seeds NumPy for the many per-coordinate
-values, so shrinking still reaches small, simple cases.
+values, so shrinking still reaches small, simple cases. Needs Hypothesis (``pip install
+"cspd[test]"``).
+
+Examples:
+    >>> from hypothesis import find
+    >>> case = find(token_cases(max_dim=2), lambda c: c.dim == 2)
+    >>> case.dim, case.target.n_components >= 1
+    (2, True)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import strategies as st
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("cspd_ref.strategies needs Hypothesis: pip install \"cspd[test]\" "
+                      "(or pip install hypothesis)") from exc
 
 from cspd_ref import GaussianMixture
 from cspd_ref.ar import MixtureARModel, mar_schedule
+from cspd_ref.builtin_cases import tanh_mlp_chain
 from cspd_ref.cases import ARCase, Case, DiffusionCase
-from cspd_ref.diffusion import GaussianChain, LinearGaussianChain
+from cspd_ref.diffusion import LinearGaussianChain
 
 numpy_seeds = st.integers(min_value=0, max_value=2**32 - 1)
 dimensions = st.one_of(st.integers(1, 16), st.sampled_from([32, 64]))
@@ -98,7 +132,8 @@ def equal_scale_gaussian_cases(draw: st.DrawFn) -> Case:
 
 
 def extreme_valid_cases() -> list[Case]:
-    """Extreme but valid inputs (SPEC §7): means 1e4 apart, scales 1e-6..1e6, d = 4096, p == q."""
+    """Extreme but valid inputs (docs/contract.md): means 1e4 apart, scales 1e-6..1e6,
+    d = 4096, p == q."""
     far = GaussianMixture([0.5, 0.5], [[0.0], [1e4]], [[1.0], [1.0]])
     near_far = GaussianMixture([0.5, 0.5], [[0.0], [1e4]], [[1.5], [0.7]])
     tiny = GaussianMixture([1.0], [[0.0, 0.0]], [[1e-6, 1e-6]])
@@ -138,27 +173,6 @@ def linear_chain_pairs(draw: st.DrawFn, equal_last_scale: bool | None = None) ->
                                 b + shift * rng.standard_normal((T, d)), s_draft, temperature=tau)
     return DiffusionCase(draft, target, name=f"linear-chain-T{T}-d{d}",
                          tags=("equal_last_scale",) if equal else ())
-
-
-def tanh_mlp_chain(rng: np.random.Generator, num_steps: int, dim: int, hidden: int,
-                   temperature: float = 1.0, perturbation: float = 0.0) -> GaussianChain:
-    """A nonlinear diffusion head: ``m(x, t) = 0.9 x + 0.3 tanh(x W1_t) W2_t``, scale
-    ``0.3 + 0.2 sigmoid(x . v_t)``; parameters perturbed by ``perturbation`` for a draft."""
-    w1 = rng.normal(0, 1 / np.sqrt(dim), (num_steps, dim, hidden))
-    w2 = rng.normal(0, 1 / np.sqrt(hidden), (num_steps, hidden, dim))
-    v = rng.normal(0, 1 / np.sqrt(dim), (num_steps, dim))
-    if perturbation:
-        w1 = w1 + perturbation * rng.normal(0, 1 / np.sqrt(dim), w1.shape)
-        w2 = w2 + perturbation * rng.normal(0, 1 / np.sqrt(hidden), w2.shape)
-
-    def mean_fn(x: np.ndarray, t: int) -> np.ndarray:
-        return 0.9 * x + 0.3 * np.tanh(x @ w1[t - 1]) @ w2[t - 1]
-
-    def scale_fn(x: np.ndarray, t: int) -> np.ndarray:
-        gate = 1.0 / (1.0 + np.exp(-(x @ v[t - 1])))
-        return (0.3 + 0.2 * gate)[:, None] * np.ones((1, dim))
-
-    return GaussianChain(mean_fn, scale_fn, num_steps, dim, temperature)
 
 
 @st.composite
