@@ -1,4 +1,5 @@
-"""Speculative decoding of MAR-style AR sequences of continuous tokens (SPEC §4), float64.
+"""Speculative decoding of MAR-style AR sequences of continuous tokens, float64
+(docs/algorithms.md §5).
 
 A sequence has ``L`` tokens in ``R^d``, generated in groups (a ``GroupSchedule``: MAR draws a
 random order and a cosine mask schedule). Tokens of one group are conditionally independent given
@@ -19,21 +20,40 @@ Speculative decoding with draft length ``gamma`` (groups), per verification roun
 
 Expected groups per target pass with per-group acceptance ``a``: ``(1 - a^(gamma+1)) / (1 - a)``
 (``cspd_ref.theory.expected_groups_per_pass``; proofs/test_ar_groups).
+
+Randomness: ``ar_speculative_decode`` draws from a ``numpy.random.Generator`` in the order it
+needs the values; ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit
+``ARNoise`` indexed by place in the decoding process (sequence, position, round, draft step,
+slot; layout in ``cspd_ref.ar_noise``), shared with ``gpu_impl.ar`` so that both packages and
+ports can be compared decision for decision (docs/algorithms.md §5). The test model
+``MixtureARModel`` lives in ``cspd_ref.ar_model`` and is importable from here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cspd_ref.ar_model import MixtureARModel
+from cspd_ref.ar_noise import (
+    ARDecodeTrace,
+    ARNoise,
+    ArrayDecodeNoise,
+    DecodeNoise,
+    GeneratorDecodeNoise,
+    TraceRecorder,
+    draw_ar_noise,
+    require_ar_noise,
+)
 from cspd_ref.distributions import GaussianMixture
 from cspd_ref.speculative import (
     DEFAULT_MAX_TRIALS,
-    ResidualNoiseGenerator,
+    RESIDUAL_METHODS,
+    ResidualBudgetExceeded,
     resolve_residual_method,
     verify_draft_from_noise,
 )
@@ -45,6 +65,23 @@ from cspd_ref.validation import (
     require_generator,
     require_int,
 )
+
+__all__ = [
+    "ARDecodeResult",
+    "ARDecodeTrace",
+    "ARModel",
+    "ARNoise",
+    "GroupSchedule",
+    "MixtureARModel",
+    "ar_rosenblatt",
+    "ar_sample",
+    "ar_speculative_decode",
+    "ar_speculative_decode_from_noise",
+    "check_model",
+    "draw_ar_noise",
+    "mar_schedule",
+    "sample_group",
+]
 
 
 @runtime_checkable
@@ -123,7 +160,7 @@ def mar_schedule(seq_len: int, num_steps: int, rng: np.random.Generator) -> Grou
 
 @dataclass(frozen=True)
 class ARDecodeResult:
-    """Output of ``ar_speculative_decode``.
+    """Output of ``ar_speculative_decode`` and ``ar_speculative_decode_from_noise``.
 
     Attributes:
         sequences: ``(n, L, d)`` tokens.
@@ -133,6 +170,8 @@ class ARDecodeResult:
         accepted_groups: ``(n,)`` drafted groups accepted in full.
         bonus_groups: ``(n,)`` bonus groups sampled from the target.
         num_groups: groups per sequence G.
+        trace: the decisions in the noise's layout (``ARDecodeTrace``) when decoded by
+            ``ar_speculative_decode_from_noise``; None from ``ar_speculative_decode``.
     """
 
     sequences: FloatArray
@@ -143,6 +182,7 @@ class ARDecodeResult:
     bonus_groups: IntArray
 
     num_groups: int
+    trace: ARDecodeTrace | None = None
 
     @property
     def groups_per_speculative_pass(self) -> float:
@@ -197,7 +237,15 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
                           rng: np.random.Generator, *, gamma: int = 2, prefill: float = 0.0,
                           bonus_group: bool = True, residual: str = "auto",
                           max_trials: int = DEFAULT_MAX_TRIALS) -> ARDecodeResult:
-    """Speculative decoding of ``n`` sequences; their law is exactly the target's (SPEC §4).
+    """Speculative decoding of ``n`` sequences; their law is exactly the target's
+    (docs/algorithms.md §5).
+
+    The round (docs/algorithms.md §5.2) is the module docstring's; the randomness is drawn from
+    ``rng`` in the order the decoder needs it, sequence after sequence: each pre-fill group's
+    ``law.sample(1, rng)``; per round each draft step's ``law.sample(1, rng)``, then per
+    verified group ``rng.random(m)`` for the acceptance tests followed by its residual proposals
+    on demand (``ResidualNoiseGenerator``), then the bonus group's ``law.sample(1, rng)``.
+    ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit ``ARNoise``.
 
     Args:
         draft, target: ``ARModel``\\ s with the schedule's ``seq_len`` and the same ``dim``.
@@ -215,23 +263,91 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
     Returns:
         ``ARDecodeResult`` with the sequences and per-sequence pass/accept counts.
     """
+    n_prefill = _check_decode(draft, target, schedule, gamma, prefill, bonus_group,
+                              residual)
+    n = require_int(n, "n")
+    rng = require_generator(rng)
+    max_trials = require_int(max_trials, "max_trials", minimum=1)
+    source = GeneratorDecodeNoise(rng, target.dim, max_trials)
+    return _decode(draft, target, schedule, n, source, gamma=gamma, n_prefill=n_prefill,
+                   bonus_group=bonus_group, residual=residual)
+
+
+def ar_speculative_decode_from_noise(draft: ARModel, target: ARModel, schedule: GroupSchedule,
+                                     noise: ARNoise, *, gamma: int = 2, prefill: float = 0.0,
+                                     bonus_group: bool = True,
+                                     residual: str = "auto") -> ARDecodeResult:
+    """Speculative decoding of ``noise.n`` sequences as a pure function of ``noise``.
+
+    The decoder of ``ar_speculative_decode`` (docs/algorithms.md §5.2: draft ``gamma`` groups,
+    score them in one target pass, accept each token iff ``log u < log p(x) - log q(x)``,
+    resample rejected tokens from ``(p - q)^+ / TV``, keep groups up to the first with a
+    rejection, add a bonus group from the target when all pass; pre-fill ``ceil(prefill * G)``
+    groups from the target alone), with every random number read from ``noise`` at the place
+    given by the layout of ``cspd_ref.ar_noise`` (sequence ``i``, position ``l``, round ``r``,
+    draft step ``j``, slot ``s``): target-alone tokens from
+    ``noise.target_*[i, l]``, draft tokens from ``noise.draft_*[i, r, j, s]``, their acceptance
+    uniforms from ``noise.accept_uniforms[i, r, j, s]``, the residual proposals of a rejected
+    token from ``noise.residual_*[i, l, :]``. ``gpu_impl.ar.ar_speculative_decode_from_noise``
+    reads the same entries, so the two agree decision for decision on the same noise.
+
+    With noise from ``draw_ar_noise`` (all entries independent) the sequences follow the
+    target's law exactly: each value read is a fresh independent draw, as in
+    ``ar_speculative_decode`` (docs/algorithms.md §5.2 gives the induction over groups).
+
+    Args:
+        draft, target: ``ARModel``\\ s with the schedule's ``seq_len`` and the same ``dim``.
+        schedule: the group order.
+        noise: an ``ARNoise`` of shapes ``(n, L)``, ``(n, L, d)``, ``(n, G, gamma, S)``,
+            ``(n, G, gamma, S, d)``, ``(n, L, R)``, ``(n, L, R, d)`` (``S`` the largest group).
+        gamma, prefill, bonus_group, residual: as ``ar_speculative_decode`` (``residual`` is
+            resolved per verified group).
+
+    Returns:
+        ``ARDecodeResult`` with ``trace`` (an ``ARDecodeTrace``: accept decisions and
+        log-ratios per ``(i, r, j, s)``, residual trials and proposal log-ratios per ``(i, l)``).
+
+    Raises:
+        ValueError: naming the argument (``noise.<field>`` for a noise shape that does not fit).
+        ResidualBudgetExceeded: a rejected token found no accepted proposal among its ``R``;
+            ``unfinished_rows`` are ``i * L + l``. No value is substituted.
+    """
+    n_prefill = _check_decode(draft, target, schedule, gamma, prefill, bonus_group,
+                              residual)
+    noise = require_ar_noise(noise)
+    noise.require_layout(schedule.seq_len, schedule.num_groups,
+                         max(len(group) for group in schedule.groups), target.dim, gamma)
+    trace = TraceRecorder(noise)
+    out = _decode(draft, target, schedule, noise.n, ArrayDecodeNoise(noise), gamma=gamma,
+                  n_prefill=n_prefill, bonus_group=bonus_group, residual=residual,
+                  trace=trace)
+    return replace(out, trace=trace.result())
+
+
+def _check_decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, gamma: int,
+                  prefill: float, bonus_group: bool, residual: str) -> int:
+    """Validate the models and options shared by both decoders; returns ``ceil(prefill G)``."""
     check_model(draft, "draft", schedule)
     check_model(target, "target", schedule)
     if draft.dim != target.dim:
         raise ValueError(f"target: dim {target.dim} differs from the draft's {draft.dim}")
-    n = require_int(n, "n")
-    gamma = require_int(gamma, "gamma", minimum=1)
+    require_int(gamma, "gamma", minimum=1)
     prefill_fraction = float(as_float64(prefill, "prefill", ndim=0))
     if not 0.0 <= prefill_fraction <= 1.0:
         raise ValueError(f"prefill: must lie in [0, 1], got {prefill_fraction}")
     if not isinstance(bonus_group, bool):
         raise ValueError("bonus_group: must be a bool")
-    rng = require_generator(rng)
-    max_trials = require_int(max_trials, "max_trials", minimum=1)
-    L, d, G = schedule.seq_len, target.dim, schedule.num_groups
-    n_prefill = math.ceil(prefill_fraction * G - 1e-12)
-    noise = ResidualNoiseGenerator(rng, d)
+    if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
+        raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
+    return math.ceil(prefill_fraction * schedule.num_groups - 1e-12)
 
+
+def _decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, n: int,
+            source: DecodeNoise, *, gamma: int, n_prefill: int, bonus_group: bool,
+            residual: str, trace: TraceRecorder | None = None) -> ARDecodeResult:
+    """The decoder of both public functions, reading its randomness from ``source``."""
+    gamma = int(gamma)
+    L, d, G = schedule.seq_len, target.dim, schedule.num_groups
     sequences = np.zeros((n, L, d))
     counters = np.zeros((5, n), dtype=np.int64)
     passes, prefill_passes, drafted, accepted_groups, bonuses = counters
@@ -241,11 +357,12 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
         g = 0
         while g < min(n_prefill, G):
             pos = schedule.positions(g)
-            tokens[pos] = sample_group(target, tokens, known, pos, rng)
+            tokens[pos] = source.target_sample(i, target.conditionals(tokens, known, pos), pos)
             known[pos] = True
             passes[i] += 1
             prefill_passes[i] += 1
             g += 1
+        r = 0
         while g < G:
             k = min(gamma, G - g)
             draft_tokens = tokens.copy()
@@ -254,7 +371,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
             for j in range(k):
                 pos = schedule.positions(g + j)
                 law = draft.conditionals(draft_tokens, draft_known, pos)
-                draft_tokens[pos] = law.sample(1, rng)[0]
+                draft_tokens[pos] = source.draft_sample(i, r, j, law, pos)
                 draft_known[pos] = True
                 draft_laws.append(law)
             # One target pass: group g+j conditioned on the draft's groups g..g+j-1.
@@ -272,9 +389,19 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
             for j in range(k):
                 pos = schedule.positions(g + j)
                 method = resolve_residual_method(residual, draft_laws[j], target_laws[j])
-                out = verify_draft_from_noise(draft_laws[j], target_laws[j], draft_tokens[pos],
-                                              rng.random(pos.size), noise, method=method,
-                                              max_trials=max_trials)
+                u = source.accept_uniforms(i, r, j, pos.size)
+                try:
+                    out = verify_draft_from_noise(draft_laws[j], target_laws[j],
+                                                  draft_tokens[pos], u, source.residual(i, pos),
+                                                  method=method, max_trials=source.max_trials)
+                except ResidualBudgetExceeded as exc:
+                    error = source.budget_error(i, pos, exc)
+                    if error is exc:
+                        raise
+                    raise error from None
+                if trace is not None:
+                    trace.record_group(i, r, j, pos, draft_laws[j], target_laws[j],
+                                       draft_tokens[pos], out)
                 tokens[pos] = out.samples
                 known[pos] = True
                 if not out.accepted.all():
@@ -286,10 +413,11 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
                 g += k
                 if bonus_group and g < G:
                     pos = schedule.positions(g)
-                    tokens[pos] = target_laws[k].sample(1, rng)[0]
+                    tokens[pos] = source.target_sample(i, target_laws[k], pos)
                     known[pos] = True
                     bonuses[i] += 1
                     g += 1
+            r += 1
     return ARDecodeResult(sequences=sequences, target_passes=passes,
                           prefill_passes=prefill_passes, drafted_groups=drafted,
                           accepted_groups=accepted_groups, bonus_groups=bonuses,
@@ -302,7 +430,7 @@ def ar_rosenblatt(model: ARModel, schedule: GroupSchedule, sequences: ArrayLike)
     Column order: groups in generation order, positions within a group as listed, coordinates.
     Each value is the conditional CDF of that coordinate given all earlier groups (tokens of
     one group are conditionally independent) and the token's earlier coordinates. Under the
-    model's law the columns are iid U(0, 1) (SPEC §4).
+    model's law the columns are iid U(0, 1) (docs/battery.md §2).
     """
     check_model(model, "model", schedule)
     x = as_float64(sequences, "sequences", ndim=3)
@@ -322,92 +450,3 @@ def ar_rosenblatt(model: ARModel, schedule: GroupSchedule, sequences: ArrayLike)
             col += u.size
             known[pos] = True
     return out
-
-
-class MixtureARModel:
-    """A deterministic AR test model with diagonal-mixture conditionals (SPEC §4).
-
-    For position ``i`` with known tokens ``x_j``, the context is
-    ``c_i = sum_{j known} W[i, j] tanh(x_j)`` (a d-vector) and the conditional is the mixture
-
-    * weights ``softmax(logits[i] + weight_coupling * mean(c_i) * (0..K-1))``,
-    * means ``base_means[i, k] + mean_coupling[k] * c_i``,
-    * scales ``base_scales[i, k] * exp(scale_coupling * tanh(mean(c_i)))``.
-
-    Every conditional is a closed-form mixture, so the Rosenblatt transform is exact.
-    """
-
-    def __init__(self, logits: ArrayLike, base_means: ArrayLike, base_scales: ArrayLike,
-                 context_weights: ArrayLike, mean_coupling: ArrayLike,
-                 weight_coupling: float = 0.0, scale_coupling: float = 0.0) -> None:
-        self.logits = as_float64(logits, "logits", ndim=2)
-        self.seq_len, self.n_components = self.logits.shape
-        self.base_means = as_float64(base_means, "base_means", ndim=3)
-        self.dim = int(self.base_means.shape[2])
-        if self.base_means.shape[:2] != self.logits.shape:
-            raise ValueError(f"base_means: expected ({self.seq_len}, {self.n_components}, d), "
-                             f"got {self.base_means.shape}")
-        self.base_scales = as_float64(base_scales, "base_scales", ndim=3)
-        if self.base_scales.shape != self.base_means.shape or np.any(self.base_scales <= 0):
-            raise ValueError("base_scales: must be positive with the shape of base_means")
-        self.context_weights = as_float64(context_weights, "context_weights", ndim=2)
-        if self.context_weights.shape != (self.seq_len, self.seq_len):
-            raise ValueError(f"context_weights: expected ({self.seq_len}, {self.seq_len}), got "
-                             f"{self.context_weights.shape}")
-        self.mean_coupling = as_float64(mean_coupling, "mean_coupling", ndim=1)
-        if self.mean_coupling.shape != (self.n_components,):
-            raise ValueError(f"mean_coupling: expected ({self.n_components},), got "
-                             f"{self.mean_coupling.shape}")
-        self.weight_coupling = float(as_float64(weight_coupling, "weight_coupling", ndim=0))
-        self.scale_coupling = float(as_float64(scale_coupling, "scale_coupling", ndim=0))
-
-    def conditionals(self, tokens: FloatArray, known: BoolArray,
-                     positions: IntArray) -> GaussianMixture:
-        """The conditional mixtures of the tokens at ``positions`` (batch ``(m,)``)."""
-        features = np.tanh(np.where(known[:, None], tokens, 0.0))           # (L, d)
-        context = self.context_weights[positions] @ features                 # (m, d)
-        level = context.mean(axis=1)                                         # (m,)
-        k = np.arange(self.n_components)
-        logits = self.logits[positions] + self.weight_coupling * level[:, None] * k
-        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
-        weights /= weights.sum(axis=1, keepdims=True)
-        means = self.base_means[positions] + self.mean_coupling[None, :, None] * context[:, None]
-        scales = self.base_scales[positions] * np.exp(
-            self.scale_coupling * np.tanh(level))[:, None, None]
-        return GaussianMixture(weights, means, scales, validate_args=False)
-
-    @classmethod
-    def random(cls, seq_len: int, dim: int, n_components: int, rng: np.random.Generator, *,
-               coupling: float = 0.8) -> MixtureARModel:
-        """A random target model: component means N(0, 1.5^2), scales in [0.4, 1.2], a dense
-        (L, L) context-weight matrix of scale ``coupling / sqrt(L)`` (only known positions are
-        ever read, so its diagonal never matters)."""
-        rng = require_generator(rng)
-        L, d, K = (require_int(seq_len, "seq_len", minimum=1), require_int(dim, "dim", minimum=1),
-                   require_int(n_components, "n_components", minimum=1))
-        return cls(
-            logits=rng.normal(0.0, 0.5, (L, K)),
-            base_means=rng.normal(0.0, 1.5, (L, K, d)),
-            base_scales=rng.uniform(0.4, 1.2, (L, K, d)),
-            context_weights=coupling * rng.normal(0.0, 1.0, (L, L)) / np.sqrt(L),
-            mean_coupling=rng.uniform(0.5, 1.5, K),
-            weight_coupling=0.5,
-            scale_coupling=0.3,
-        )
-
-    def perturbed(self, size: float, rng: np.random.Generator) -> MixtureARModel:
-        """A draft: every parameter moved by ``size`` times standard normal noise (scales and
-        weights multiplicatively); ``size = 0`` returns an identical copy."""
-        rng = require_generator(rng)
-        s = float(size)
-        return MixtureARModel(
-            logits=self.logits + s * rng.normal(size=self.logits.shape),
-            base_means=self.base_means + s * rng.normal(size=self.base_means.shape),
-            base_scales=self.base_scales * np.exp(
-                0.5 * s * rng.normal(size=self.base_scales.shape)),
-            context_weights=self.context_weights + 0.3 * s * rng.normal(
-                size=self.context_weights.shape),
-            mean_coupling=self.mean_coupling + 0.3 * s * rng.normal(size=self.mean_coupling.shape),
-            weight_coupling=self.weight_coupling,
-            scale_coupling=self.scale_coupling,
-        )

@@ -1,9 +1,11 @@
-"""gpu_impl: the PyTorch implementation of continuous speculative decoding (SPEC §6).
+"""gpu_impl: the PyTorch implementation of continuous speculative decoding
+(docs/algorithms.md §7).
 
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
 ``cspd_ref`` name for name: ``distributions``, ``speculative``, ``diffusion``, plus ``sampler``
-(``as_sampler``, ``as_ar_sampler``, the SPEC §5 contract) and ``ar`` (AR sequences, SPEC §4).
+(``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md) and ``ar`` (AR sequences,
+docs/algorithms.md §5).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
 ``from_reference``;
@@ -11,15 +13,19 @@ Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaus
 ``ResidualNoiseArrays``, ``ResidualNoiseGenerator``, ``ResidualBudgetExceeded``;
 ``GaussianChain``, ``LinearGaussianChain``, ``aligned_speculative_sample(_from_noise)``,
 ``joint_speculative_sample(_from_noise)``, ``aligned_denoise``; ``ARModel``,
-``MixtureARModel``, ``GroupTable``, ``ar_speculative_decode``, ``ARDecodeResult``.
+``MixtureARModel``, ``GroupTable``, ``ar_speculative_decode``, ``ARDecodeResult``,
+``ar_speculative_decode_from_noise``, ``ARNoise``, ``draw_ar_noise``.
 """
 
 from gpu_impl.ar import (
     ARDecodeResult,
     ARModel,
+    ARNoise,
     GroupTable,
     MixtureARModel,
     ar_speculative_decode,
+    ar_speculative_decode_from_noise,
+    draw_ar_noise,
 )
 from gpu_impl.diffusion import (
     GaussianChain,
@@ -44,6 +50,7 @@ from gpu_impl.speculative import (
 __all__ = [
     "ARDecodeResult",
     "ARModel",
+    "ARNoise",
     "DiagGaussian",
     "GaussianChain",
     "GaussianMixture",
@@ -58,8 +65,10 @@ __all__ = [
     "aligned_speculative_sample",
     "aligned_speculative_sample_from_noise",
     "ar_speculative_decode",
+    "ar_speculative_decode_from_noise",
     "as_ar_sampler",
     "as_sampler",
+    "draw_ar_noise",
     "from_reference",
     "joint_speculative_sample",
     "joint_speculative_sample_from_noise",

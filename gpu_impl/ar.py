@@ -1,4 +1,4 @@
-"""Speculative decoding of MAR-style AR sequences over batched tensors (SPEC §4, §6).
+"""Speculative decoding of MAR-style AR sequences over batched tensors (docs/algorithms.md §5, §7).
 
 The PyTorch counterpart of ``cspd_ref.ar``. A sequence has ``L`` tokens in ``R^d`` generated in
 ``G`` groups (a ``cspd_ref.ar.GroupSchedule``); the tokens of one group are conditionally
@@ -26,11 +26,11 @@ Per verification round, sequence ``i`` (at its own group index ``g_i``) with dra
 Why the law is exactly the target's: by induction over groups, every kept group was drafted and
 scored conditionally on the tokens that precede it in the final sequence (every earlier group of
 its round was accepted in full); per token, speculative sampling with the residual turns
-``x ~ q`` into an exact draw from ``p(. | prefix)`` (SPEC §2), independently across the tokens of
-the group (fresh noise per token), and the group's tokens are conditionally independent under the
-target. Discarding groups after the first rejection keeps this true; the bonus group is a direct
-draw from the target's conditional given the accepted prefix. Expected groups per target pass
-with per-group acceptance ``a``: ``(1 - a^(gamma+1)) / (1 - a)``.
+``x ~ q`` into an exact draw from ``p(. | prefix)`` (docs/algorithms.md §3), independently
+across the tokens of the group (fresh noise per token), and the group's tokens are conditionally
+independent under the target. Discarding groups after the first rejection keeps this true; the
+bonus group is a direct draw from the target's conditional given the accepted prefix. Expected
+groups per target pass with per-group acceptance ``a``: ``(1 - a^(gamma+1)) / (1 - a)``.
 
 Per-sequence pace: the batch keeps a group index per sequence; each round takes the sequences
 with ``g_i < G``, and step ``j`` of the round works on the sub-batch with ``k_i > j`` (draft and
@@ -39,316 +39,81 @@ by a padded ``GroupTable`` (``positions (G, P)``, ``mask (G, P)``): padding slot
 with the rest of the batch but never sampled into a sequence, verified or counted. There is no
 Python loop over sequences; there are loops over rounds and over ``j < gamma + 1``, and the
 shapes are data dependent (one host synchronisation or a few per step).
+
+Randomness: ``ar_speculative_decode`` draws from a ``torch.Generator`` in the order the batch
+needs it; ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit
+``ARNoise`` (``gpu_impl.ar_noise``) indexed by place in the decoding process, with the layout of
+``cspd_ref.ar_noise``, so that it agrees with the per-sequence reference decision for decision.
+The models, the padded schedule and the option checks live in ``gpu_impl.ar_model``; every
+public name is importable from here.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from gpu_impl.ar_model import (
+    ARModel,
+    GroupTable,
+    MixtureARModel,
+    check_decode_options,
+    prefill_groups,
+    require_ar_model,
+    require_prefill,
+)
+from gpu_impl.ar_noise import (
+    ARDecodeTrace,
+    ARNoise,
+    ArrayDecodeNoise,
+    DecodeNoise,
+    GeneratorDecodeNoise,
+    TraceRecorder,
+    draw_ar_noise,
+    require_ar_noise,
+)
 from gpu_impl.distributions import GaussianMixture
 from gpu_impl.speculative import (
     DEFAULT_MAX_TRIALS,
-    RESIDUAL_METHODS,
-    ResidualNoiseGenerator,
     _resolve_rejections,
     accept_from_uniforms,
+    global_rows,
     log_acceptance_ratio,
     resolve_residual_method,
 )
 from gpu_impl.validation import (
-    as_tensor,
     compute_dtype,
-    require_device,
-    require_floating_dtype,
     require_generator,
     require_int,
-    require_positive,
     same_device,
 )
 
 __all__ = [
     "ARDecodeResult",
+    "ARDecodeTrace",
     "ARModel",
+    "ARNoise",
     "GroupTable",
     "MixtureARModel",
     "ar_speculative_decode",
+    "ar_speculative_decode_from_noise",
+    "check_decode_options",
+    "draw_ar_noise",
+    "prefill_groups",
+    "require_ar_model",
+    "require_prefill",
 ]
-
-
-# --------------------------------------------------------------------- the model interface
-@runtime_checkable
-class ARModel(Protocol):
-    """A MAR-style model batched over sequences: conditionals of the next tokens given the known.
-
-    ``conditionals(tokens, known, positions)``:
-
-    * ``tokens``: ``(B, L, d)`` in ``dtype`` on ``device``. Entries at unknown positions are
-      meaningless (zeros or stale draft values) and **must not be read**: the result may depend
-      only on ``tokens[b, l]`` where ``known[b, l]``.
-    * ``known``: ``(B, L)`` bool.
-    * ``positions``: ``(B, m)`` int64, unknown positions of sequence ``b``. A decoder may pad a
-      row with repeats of one of its own positions (``GroupTable``); the laws at such slots are
-      computed and ignored.
-
-    Returns a ``gpu_impl.GaussianMixture`` with batch shape ``(B, m)``: the conditional law of
-    each listed token, the tokens of one row conditionally independent given the known ones.
-    """
-
-    seq_len: int
-    dim: int
-
-    @property
-    def device(self) -> torch.device: ...
-
-    @property
-    def dtype(self) -> torch.dtype: ...
-
-    def conditionals(self, tokens: Tensor, known: Tensor,
-                     positions: Tensor) -> GaussianMixture: ...
-
-
-def require_ar_model(model: Any, name: str) -> ARModel:
-    """Raise ``ValueError`` naming ``name`` unless ``model`` is a (torch) ``ARModel``."""
-    if not isinstance(model, ARModel):
-        hint = (" (convert a cspd_ref model with gpu_impl.MixtureARModel.from_reference)"
-                if hasattr(model, "conditionals") else "")
-        raise ValueError(f"{name}: expected a gpu_impl ARModel (seq_len, dim, device, dtype, "
-                         f"batched conditionals), got {type(model).__name__}{hint}")
-    return model
-
-
-class MixtureARModel:
-    """The deterministic AR test model of ``cspd_ref.ar.MixtureARModel``, batched (SPEC §4).
-
-    For sequence ``b``, position ``i`` and known tokens ``x_j`` the context is
-    ``c_i = sum_{j known} W[i, j] tanh(x_j)`` (a d-vector), ``lambda_i = mean(c_i)``, and the
-    conditional is the diagonal mixture with
-
-    * weights ``softmax(logits[i] + weight_coupling * lambda_i * (0..K-1))``,
-    * means ``base_means[i, k] + mean_coupling[k] * c_i``,
-    * scales ``base_scales[i, k] * exp(scale_coupling * tanh(lambda_i))``,
-
-    the formulas of the reference, evaluated in the parameter dtype.
-
-    Args:
-        logits: ``(L, K)``.
-        base_means: ``(L, K, d)``.
-        base_scales: ``(L, K, d)``, positive.
-        context_weights: ``(L, L)`` (``W``).
-        mean_coupling: ``(K,)``.
-        weight_coupling, scale_coupling: floats.
-        device, dtype: where the parameters live (tensors elsewhere are refused).
-        validate_args: in ``conditionals``, also check the values (positions in range, known
-            tokens finite; two host synchronisations per call). Shapes, dtypes and devices are
-            always checked (no synchronisation).
-
-    Raises:
-        ValueError: naming the argument, for bad shapes, non-finite values, non-positive scales.
-    """
-
-    def __init__(self, logits: Any, base_means: Any, base_scales: Any, context_weights: Any,
-                 mean_coupling: Any, weight_coupling: float = 0.0, scale_coupling: float = 0.0,
-                 *, device: torch.device | str | None = None,
-                 dtype: torch.dtype = torch.float32, validate_args: bool = True) -> None:
-        dt = require_floating_dtype(dtype)
-        dev = None if device is None else require_device(device)
-
-        def cast(value: Any, name: str, ndim: int) -> Tensor:
-            return as_tensor(value, name, dtype=dt, device=dev, ndim=ndim)
-
-        self.logits = cast(logits, "logits", 2)
-        dev = self.logits.device
-        self.seq_len, self.n_components = (int(s) for s in self.logits.shape)
-        self.base_means = cast(base_means, "base_means", 3)
-        self.dim = int(self.base_means.shape[2])
-        if tuple(self.base_means.shape[:2]) != tuple(self.logits.shape) or self.dim < 1:
-            raise ValueError(f"base_means: expected ({self.seq_len}, {self.n_components}, d), "
-                             f"got {tuple(self.base_means.shape)}")
-        self.base_scales = cast(base_scales, "base_scales", 3)
-        if self.base_scales.shape != self.base_means.shape:
-            raise ValueError("base_scales: must be positive with the shape of base_means")
-        require_positive(self.base_scales, "base_scales")
-        self.context_weights = cast(context_weights, "context_weights", 2)
-        if tuple(self.context_weights.shape) != (self.seq_len, self.seq_len):
-            raise ValueError(f"context_weights: expected ({self.seq_len}, {self.seq_len}), got "
-                             f"{tuple(self.context_weights.shape)}")
-        self.mean_coupling = cast(mean_coupling, "mean_coupling", 1)
-        if tuple(self.mean_coupling.shape) != (self.n_components,):
-            raise ValueError(f"mean_coupling: expected ({self.n_components},), got "
-                             f"{tuple(self.mean_coupling.shape)}")
-        self.weight_coupling = _finite_float(weight_coupling, "weight_coupling")
-        self.scale_coupling = _finite_float(scale_coupling, "scale_coupling")
-        if not isinstance(validate_args, bool):
-            raise ValueError("validate_args: must be a bool")
-        self.validate_args = validate_args
-        self._component_index = torch.arange(self.n_components, device=dev, dtype=dt)
-
-    @property
-    def device(self) -> torch.device:
-        """Parameter device."""
-        return self.logits.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Parameter dtype."""
-        return self.logits.dtype
-
-    def __repr__(self) -> str:
-        return (f"MixtureARModel(L={self.seq_len}, d={self.dim}, K={self.n_components}, "
-                f"dtype={self.dtype}, device={self.device})")
-
-    @classmethod
-    def from_reference(cls, model: Any, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32, *,
-                       validate_args: bool = True) -> MixtureARModel:
-        """The model with the parameters of a ``cspd_ref.ar.MixtureARModel``, cast to ``dtype``
-        on ``device`` (default cpu)."""
-        names = ("logits", "base_means", "base_scales", "context_weights", "mean_coupling",
-                 "weight_coupling", "scale_coupling")
-        if not all(hasattr(model, a) for a in names):
-            raise ValueError(f"model: expected a cspd_ref.ar.MixtureARModel, got "
-                             f"{type(model).__name__}")
-        return cls(model.logits, model.base_means, model.base_scales, model.context_weights,
-                   model.mean_coupling, model.weight_coupling, model.scale_coupling,
-                   device="cpu" if device is None else device, dtype=dtype,
-                   validate_args=validate_args)
-
-    def to_reference(self) -> Any:
-        """The float64 ``cspd_ref.ar.MixtureARModel`` with these parameters (host copy)."""
-        from cspd_ref.ar import MixtureARModel as RefModel
-
-        def host(t: Tensor) -> Any:
-            return t.detach().to("cpu", torch.float64).numpy()
-
-        return RefModel(host(self.logits), host(self.base_means), host(self.base_scales),
-                        host(self.context_weights), host(self.mean_coupling),
-                        self.weight_coupling, self.scale_coupling)
-
-    def _check_inputs(self, tokens: Tensor, known: Tensor, positions: Tensor) -> None:
-        for name, t in (("tokens", tokens), ("known", known), ("positions", positions)):
-            if not isinstance(t, Tensor):
-                raise ValueError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-            if not same_device(t.device, self.device):
-                raise ValueError(f"{name}: is on device {t.device}, expected {self.device}")
-        L, d = self.seq_len, self.dim
-        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (L, d):
-            raise ValueError(f"tokens: expected shape (B, {L}, {d}), got {tuple(tokens.shape)}")
-        if tokens.dtype != self.dtype:
-            raise ValueError(f"tokens: dtype {tokens.dtype} differs from the model's {self.dtype}")
-        batch = int(tokens.shape[0])
-        if known.dtype != torch.bool or tuple(known.shape) != (batch, L):
-            raise ValueError(f"known: expected a bool tensor of shape ({batch}, {L}), got "
-                             f"{known.dtype} {tuple(known.shape)}")
-        if (positions.dtype != torch.int64 or positions.ndim != 2
-                or int(positions.shape[0]) != batch):
-            raise ValueError(f"positions: expected an int64 tensor of shape ({batch}, m), got "
-                             f"{positions.dtype} {tuple(positions.shape)}")
-        if self.validate_args:
-            if positions.numel() and not bool(((positions >= 0) & (positions < L)).all()):
-                raise ValueError(f"positions: must lie in [0, {L})")
-            if not bool(torch.isfinite(torch.where(known[..., None], tokens, 0.0)).all()):
-                raise ValueError("tokens: known tokens contain NaN or infinite values")
-
-    def conditionals(self, tokens: Tensor, known: Tensor, positions: Tensor) -> GaussianMixture:
-        """The conditional mixtures of the tokens at ``positions`` (batch ``(B, m)``).
-
-        Unknown tokens are never read: ``tanh`` is applied to ``where(known, x, 0)``.
-
-        Args:
-            tokens: ``(B, L, d)`` in the model's dtype.
-            known: ``(B, L)`` bool.
-            positions: ``(B, m)`` int64.
-        """
-        self._check_inputs(tokens, known, positions)
-        features = torch.tanh(torch.where(known[..., None], tokens, 0.0))     # (B, L, d)
-        weights_w = self.context_weights[positions]                          # (B, m, L)
-        context = torch.matmul(weights_w, features)                          # (B, m, d)
-        level = context.mean(dim=-1)                                         # (B, m)
-        logits = (self.logits[positions]
-                  + self.weight_coupling * level[..., None] * self._component_index)
-        weights = torch.softmax(logits, dim=-1)                              # (B, m, K)
-        means = (self.base_means[positions]
-                 + self.mean_coupling[:, None] * context[..., None, :])      # (B, m, K, d)
-        scales = self.base_scales[positions] * torch.exp(
-            self.scale_coupling * torch.tanh(level))[..., None, None]        # (B, m, K, d)
-        return GaussianMixture(weights, means, scales, validate_args=False)
-
-
-def _finite_float(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a real number, got bool")
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a real number, got {type(value).__name__}") from exc
-    if not math.isfinite(out):
-        raise ValueError(f"{name}: must be finite, got {out}")
-    return out
-
-
-# --------------------------------------------------------------------- the padded schedule
-@dataclass(frozen=True)
-class GroupTable:
-    """A ``GroupSchedule`` as padded tensors, so that sequences at different group indices can
-    gather their current group in one indexing operation.
-
-    Attributes:
-        positions: ``(G, P)`` int64, ``P`` the largest group size; row ``g`` lists group ``g``'s
-            positions in schedule order, then repeats its first position as padding.
-        mask: ``(G, P)`` bool, False at padding slots.
-        sizes: ``(G,)`` int64 group sizes.
-        seq_len: ``L``.
-    """
-
-    positions: Tensor
-    mask: Tensor
-    sizes: Tensor
-    seq_len: int
-
-    @classmethod
-    def from_schedule(cls, schedule: Any, device: torch.device | str = "cpu") -> GroupTable:
-        """Build from a ``cspd_ref.ar.GroupSchedule`` on ``device``."""
-        from cspd_ref.ar import GroupSchedule
-
-        if not isinstance(schedule, GroupSchedule):
-            raise ValueError(f"schedule: expected a cspd_ref.ar.GroupSchedule, got "
-                             f"{type(schedule).__name__}")
-        dev = require_device(device)
-        width = max(len(group) for group in schedule.groups)
-        rows = [list(group) + [group[0]] * (width - len(group)) for group in schedule.groups]
-        sizes = [len(group) for group in schedule.groups]
-        positions = torch.tensor(rows, dtype=torch.int64, device=dev)
-        mask = (torch.arange(width, device=dev)[None, :]
-                < torch.tensor(sizes, dtype=torch.int64, device=dev)[:, None])
-        return cls(positions=positions, mask=mask,
-                   sizes=torch.tensor(sizes, dtype=torch.int64, device=dev),
-                   seq_len=schedule.seq_len)
-
-    @property
-    def num_groups(self) -> int:
-        """Number of groups G."""
-        return int(self.positions.shape[0])
-
-    @property
-    def max_group_size(self) -> int:
-        """Padded width P."""
-        return int(self.positions.shape[1])
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the tables."""
-        return self.positions.device
 
 
 # --------------------------------------------------------------------- the result
 @dataclass(frozen=True)
 class ARDecodeResult:
-    """Output of ``ar_speculative_decode`` (mirrors ``cspd_ref.ar.ARDecodeResult``).
+    """Output of ``ar_speculative_decode`` and ``ar_speculative_decode_from_noise`` (mirrors
+    ``cspd_ref.ar.ARDecodeResult``).
 
     Attributes:
         sequences: ``(n, L, d)`` tokens in the models' dtype, on their device.
@@ -358,6 +123,8 @@ class ARDecodeResult:
         accepted_groups: ``(n,)`` drafted groups accepted in full.
         bonus_groups: ``(n,)`` bonus groups sampled from the target.
         num_groups: groups per sequence G.
+        trace: the decisions in the noise's layout (``ARDecodeTrace``) when decoded by
+            ``ar_speculative_decode_from_noise``; None from ``ar_speculative_decode``.
     """
 
     sequences: Tensor
@@ -368,6 +135,7 @@ class ARDecodeResult:
     bonus_groups: Tensor
 
     num_groups: int
+    trace: ARDecodeTrace | None = None
 
     @property
     def groups_per_speculative_pass(self) -> float:
@@ -413,51 +181,6 @@ def _conditionals(model: ARModel, name: str, tokens: Tensor, known: Tensor,
     return law
 
 
-def _sample(law: GaussianMixture, generator: torch.Generator) -> Tensor:
-    """One draw per batch element of ``law`` (component uniforms first, then normals)."""
-    shape = tuple(law.batch_shape)
-    ct = law.compute_dtype
-    u = torch.rand(shape, generator=generator, device=law.device, dtype=ct)
-    z = torch.randn((*shape, law.dim), generator=generator, device=law.device, dtype=ct)
-    return law._sample_from_noise(u, z)
-
-
-def require_prefill(prefill: Any) -> float:
-    """``prefill`` as a float in [0, 1], raising ``ValueError`` naming ``prefill`` otherwise."""
-    if isinstance(prefill, bool):
-        raise ValueError("prefill: expected a real number in [0, 1], got bool")
-    if isinstance(prefill, Tensor):
-        if prefill.numel() != 1:
-            raise ValueError("prefill: expected a scalar")
-        prefill = prefill.item()
-    try:
-        value = float(prefill)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"prefill: expected a real number in [0, 1], got "
-                         f"{type(prefill).__name__}") from exc
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"prefill: must lie in [0, 1], got {value}")
-    return value
-
-
-def check_decode_options(gamma: Any, prefill: Any, bonus_group: Any, residual: Any,
-                         max_trials: Any) -> tuple[int, float, int]:
-    """Validate the decoding options; returns ``(gamma, prefill, max_trials)`` normalised."""
-    gamma = require_int(gamma, "gamma", minimum=1)
-    prefill_value = require_prefill(prefill)
-    if not isinstance(bonus_group, bool):
-        raise ValueError("bonus_group: must be a bool")
-    if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:
-        raise ValueError(f"residual: expected one of {RESIDUAL_METHODS}, got {residual!r}")
-    return gamma, prefill_value, require_int(max_trials, "max_trials", minimum=1)
-
-
-def prefill_groups(prefill: float, num_groups: int) -> int:
-    """``ceil(prefill * G)`` as the reference computes it (a 1e-12 allowance absorbs the
-    rounding of ``prefill * G``, e.g. ``0.3 * 10 = 3.0000000000000004``)."""
-    return min(num_groups, math.ceil(prefill * num_groups - 1e-12))
-
-
 def _check_models(draft: Any, target: Any, schedule: Any) -> tuple[ARModel, ARModel, GroupTable]:
     from cspd_ref.ar import GroupSchedule
 
@@ -487,18 +210,19 @@ def _check_models(draft: Any, target: Any, schedule: Any) -> tuple[ARModel, ARMo
     return draft, target, table
 
 
-# --------------------------------------------------------------------- the decoder
+# --------------------------------------------------------------------- the decoders
 def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int,
                           generator: torch.Generator, *, gamma: int = 2, prefill: float = 0.0,
                           bonus_group: bool = True, residual: str = "auto",
                           max_trials: int = DEFAULT_MAX_TRIALS) -> ARDecodeResult:
     """Speculative decoding of ``n`` sequences in a batch; their law is exactly the target's.
 
-    The PyTorch counterpart of ``cspd_ref.ar.ar_speculative_decode`` (SPEC §4; the module
-    docstring has the round and the argument for exactness). Each sequence advances at its own
-    pace: per round, sequence ``i`` at group ``g_i`` drafts ``k_i = min(gamma, G - g_i)`` groups,
-    is scored in one target pass, keeps its groups up to the first with a rejection (or all of
-    them plus a bonus group), and moves on; finished sequences drop out of the batch.
+    The PyTorch counterpart of ``cspd_ref.ar.ar_speculative_decode`` (docs/algorithms.md §5;
+    the module docstring has the round and the argument for exactness). Each sequence advances
+    at its own pace: per round, sequence ``i`` at group ``g_i`` drafts
+    ``k_i = min(gamma, G - g_i)`` groups, is scored in one target pass, keeps its groups up to
+    the first with a rejection (or all of them plus a bonus group), and moves on; finished
+    sequences drop out of the batch.
 
     Acceptance: ``log u < log p(x) - log q(x)`` per token (``gpu_impl.speculative``'s
     ``accept_from_uniforms``). Rejected tokens of the kept groups are resampled from
@@ -509,6 +233,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
     Randomness, all from ``generator``: per step ``j`` the draft's component uniforms and
     normals for the sub-batch; per round one acceptance uniform per drafted token, then the
     residual proposals on demand, then the bonus groups' noise; pre-fill groups first.
+    ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit ``ARNoise``.
 
     Args:
         draft, target: ``ARModel``\\ s (e.g. ``MixtureARModel``) with the schedule's ``seq_len``
@@ -530,7 +255,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
         ``ARDecodeResult``: sequences ``(n, L, d)`` and per-sequence counters (int64).
 
     Raises:
-        ValueError: naming the bad argument (SPEC §7).
+        ValueError: naming the bad argument (docs/contract.md §4).
         ResidualBudgetExceeded: a residual draw needed more than ``max_trials`` proposals.
     """
     draft, target, table = _check_models(draft, target, schedule)
@@ -539,11 +264,75 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
     generator = require_generator(generator, device)
     gamma, prefill_value, max_trials = check_decode_options(gamma, prefill, bonus_group,
                                                             residual, max_trials)
+    source = GeneratorDecodeNoise(generator, target.dim, device=device,
+                                  dtype=compute_dtype(target.dtype), max_trials=max_trials)
+    return _decode(draft, target, table, n, source, gamma=gamma,
+                   n_prefill=prefill_groups(prefill_value, table.num_groups),
+                   bonus_group=bonus_group, residual=residual)
 
+
+def ar_speculative_decode_from_noise(draft: ARModel, target: ARModel, schedule: Any,
+                                     noise: ARNoise, *, gamma: int = 2, prefill: float = 0.0,
+                                     bonus_group: bool = True,
+                                     residual: str = "auto") -> ARDecodeResult:
+    """Batched speculative decoding of ``noise.n`` sequences as a pure function of ``noise``.
+
+    The decoder of ``ar_speculative_decode`` (docs/algorithms.md §5.2) with every random
+    number read from ``noise`` at its place in the decoding process, by the layout of
+    ``cspd_ref.ar_noise`` (sequence ``i``, position ``l``, round ``r``, draft step ``j``, slot
+    ``s``): target-alone tokens (pre-fill, bonus) from ``target_*[i, l]``; draft tokens from
+    ``draft_*[i, r, j, s]`` and their acceptance tests ``log u < log p(x) - log q(x)`` from
+    ``accept_uniforms[i, r, j, s]``; residual proposals of a rejected token from
+    ``residual_*[i, l, :]``. Every active sequence makes one pass per round of the batch, so
+    round ``r`` of the batch is round ``r`` of each of its sequences, and this decoder reads the
+    same entries as ``cspd_ref.ar.ar_speculative_decode_from_noise``: on the same noise (and
+    float64 models) the two agree decision for decision. Noise drawn with every entry
+    independent (``draw_ar_noise``) gives exactly the target's law, as the generator-driven
+    decoder does.
+
+    ``residual="auto"`` is resolved per round on all verified tokens of the round (the
+    reference resolves it per group; the two coincide whenever every group's pair resolves
+    alike, e.g. for an explicit method).
+
+    Args:
+        draft, target: ``ARModel``\\ s with the schedule's ``seq_len``, same dim/dtype/device.
+        schedule: a ``cspd_ref.ar.GroupSchedule`` or a ``GroupTable`` on the models' device.
+        noise: a ``gpu_impl.ar_noise.ARNoise`` on the models' device, shapes ``(n, L)``,
+            ``(n, L, d)``, ``(n, G, gamma, S)``, ``(n, G, gamma, S, d)``, ``(n, L, R)``,
+            ``(n, L, R, d)`` (``S`` the largest group); cast to the models' compute dtype.
+        gamma, prefill, bonus_group, residual: as ``ar_speculative_decode``.
+
+    Returns:
+        ``ARDecodeResult`` with ``trace`` (``ARDecodeTrace``: accept decisions and log-ratios
+        per ``(i, r, j, s)``, residual trials and proposal log-ratios per ``(i, l)``).
+
+    Raises:
+        ValueError: naming the argument (``noise.<field>`` for a noise shape that does not fit).
+        ResidualBudgetExceeded: a rejected token found no accepted proposal among its ``R``
+            (``unfinished_rows`` are ``i * L + l``). No value is substituted.
+    """
+    draft, target, table = _check_models(draft, target, schedule)
+    gamma, prefill_value, _ = check_decode_options(gamma, prefill, bonus_group, residual,
+                                                   DEFAULT_MAX_TRIALS)
+    noise = require_ar_noise(noise)
+    if not same_device(noise.device, target.device):
+        raise ValueError(f"noise: is on device {noise.device}, the models on {target.device}")
+    noise.require_layout(table.seq_len, table.num_groups, table.max_group_size, target.dim,
+                         gamma)
+    source = ArrayDecodeNoise(noise, compute_dtype(target.dtype))
+    trace = TraceRecorder(source)
+    out = _decode(draft, target, table, noise.n, source, gamma=gamma,
+                  n_prefill=prefill_groups(prefill_value, table.num_groups),
+                  bonus_group=bonus_group, residual=residual, trace=trace)
+    return replace(out, trace=trace.result())
+
+
+def _decode(draft: ARModel, target: ARModel, table: GroupTable, n: int, source: DecodeNoise,
+            *, gamma: int, n_prefill: int, bonus_group: bool, residual: str,
+            trace: TraceRecorder | None = None) -> ARDecodeResult:
+    """The batched decoder of both public functions, reading its randomness from ``source``."""
     L, d, G = table.seq_len, target.dim, table.num_groups
-    dtype, ct = target.dtype, compute_dtype(target.dtype)
-    n_prefill = prefill_groups(prefill_value, G)
-    noise = ResidualNoiseGenerator(generator, d, device=device, dtype=ct)
+    dtype, device = target.dtype, target.device
     i64 = torch.int64
 
     sequences = torch.zeros((n, L, d), dtype=dtype, device=device)
@@ -558,16 +347,18 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
     all_rows = torch.arange(n, dtype=i64, device=device)
     for g in range(n_prefill):
         size = int(table.sizes[g])
-        pos = table.positions[g, :size]
-        law = _conditionals(target, "target", sequences, known, pos.expand(n, size))
-        values = _sample(law, generator)                                   # (n, size, d)
-        _commit(sequences, known, all_rows.repeat_interleave(size), pos.repeat(n),
+        pos = table.positions[g, :size].expand(n, size)
+        law = _conditionals(target, "target", sequences, known, pos)
+        values = source.target_sample(law, all_rows, pos)                 # (n, size, d)
+        _commit(sequences, known, all_rows.repeat_interleave(size), pos.reshape(n * size),
                 values.reshape(n * size, d))
     passes += n_prefill
     prefill_passes += n_prefill
 
-    # ---- speculative rounds, each sequence at its own group index.
+    # ---- speculative rounds, each sequence at its own group index; round r of the batch is
+    # round r of every sequence still active (one target pass each).
     g_index = torch.full((n,), n_prefill, dtype=i64, device=device)
+    r = 0
     while True:
         act = torch.nonzero(g_index < G).squeeze(1)
         n_act = int(act.numel())                                           # synchronises
@@ -580,7 +371,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
         tokens = sequences[act]                                            # scratch copies
         seen = known[act]
 
-        tok_rows, tok_pos, tok_group, tok_x = [], [], [], []
+        tok_rows, tok_pos, tok_group, tok_slot, tok_x = [], [], [], [], []
         q_laws: list[GaussianMixture] = []
         p_laws: list[GaussianMixture] = []
         bonus_rows, bonus_pos, bonus_mask = [], [], []
@@ -605,7 +396,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
                 continue
             rows_d, pos_d = rows_t[loc_d], pos[loc_d]
             q_law = _conditionals(draft, "draft", tokens[rows_d], seen[rows_d], pos_d)
-            x = _sample(q_law, generator)                                  # (B_d, P, d)
+            x = source.draft_sample(q_law, act[rows_d], r, j)               # (B_d, P, d)
             b_i, s_i = torch.nonzero(mask[loc_d], as_tuple=True)          # valid slots only
             flat_rows, flat_pos, flat_x = rows_d[b_i], pos_d[b_i, s_i], x[b_i, s_i]
             tokens[flat_rows, flat_pos] = flat_x
@@ -613,24 +404,32 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
             tok_rows.append(flat_rows)
             tok_pos.append(flat_pos)
             tok_group.append(torch.full_like(flat_rows, j))
+            tok_slot.append(s_i)
             tok_x.append(flat_x)
             q_laws.append(q_law.index_batch((b_i, s_i)))
             p_laws.append(p_law.index_batch((loc_d[b_i], s_i)))
 
         # ---- verification of every drafted token of the round at once.
         rows_all, pos_all = torch.cat(tok_rows), torch.cat(tok_pos)
-        group_all, x_all = torch.cat(tok_group), torch.cat(tok_x)
+        group_all, slot_all, x_all = torch.cat(tok_group), torch.cat(tok_slot), torch.cat(tok_x)
         q_all, p_all = _cat_mixtures(q_laws), _cat_mixtures(p_laws)
-        u = torch.rand(int(x_all.shape[0]), generator=generator, device=device, dtype=ct)
-        ok = accept_from_uniforms(log_acceptance_ratio(q_all, p_all, x_all), u)
+        u = source.accept_uniforms(act[rows_all], r, group_all, slot_all)
+        log_ratio = log_acceptance_ratio(q_all, p_all, x_all)
+        ok = accept_from_uniforms(log_ratio, u)
         # First group with a rejection, per sequence (k where none).
         first_bad = k.clone().scatter_reduce(0, rows_all[~ok], group_all[~ok], reduce="amin")
         keep = torch.nonzero(group_all <= first_bad[rows_all]).squeeze(1)
         q_keep, p_keep = q_all.index_batch(keep), p_all.index_batch(keep)
         method = resolve_residual_method(residual, q_keep, p_keep)
-        out = _resolve_rejections(q_keep, p_keep, x_all[keep], ok[keep], method, noise,
-                                  max_trials)
-        _commit(sequences, known, act[rows_all[keep]], pos_all[keep], out.samples)
+        seq_keep, pos_keep = act[rows_all[keep]], pos_all[keep]
+        stream, residual_rows = source.residual(seq_keep, pos_keep)
+        with nullcontext() if residual_rows is None else global_rows(residual_rows):
+            out = _resolve_rejections(q_keep, p_keep, x_all[keep], ok[keep], method, stream,
+                                      source.max_trials)
+        _commit(sequences, known, seq_keep, pos_keep, out.samples)
+        if trace is not None:
+            trace.record_round(seq_keep, r, group_all[keep], slot_all[keep], pos_keep,
+                               ok[keep], log_ratio[keep], q_keep, p_keep, out.trials)
 
         # ---- bonus groups of the sequences whose drafted groups all passed.
         all_passed = first_bad == k
@@ -640,10 +439,10 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
             chosen = torch.nonzero(got_bonus[rows_b]).squeeze(1)
             if int(chosen.numel()):
                 law_b = _cat_mixtures(bonus_laws).index_batch(chosen)     # (B_b, P)
-                values = _sample(law_b, generator)
+                seq_b, pos_b = act[rows_b[chosen]], torch.cat(bonus_pos)[chosen]
+                values = source.target_sample(law_b, seq_b, pos_b)
                 b_i, s_i = torch.nonzero(torch.cat(bonus_mask)[chosen], as_tuple=True)
-                _commit(sequences, known, act[rows_b[chosen][b_i]],
-                        torch.cat(bonus_pos)[chosen][b_i, s_i], values[b_i, s_i])
+                _commit(sequences, known, seq_b[b_i], pos_b[b_i, s_i], values[b_i, s_i])
 
         # ---- counters and pace.
         advance = torch.where(all_passed, k, first_bad + 1) + got_bonus.to(torch.int64)
@@ -652,6 +451,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
         drafted[act] += k
         accepted_groups[act] += first_bad
         bonuses[act] += got_bonus.to(torch.int64)
+        r += 1
 
     return ARDecodeResult(sequences=sequences, target_passes=passes,
                           prefill_passes=prefill_passes, drafted_groups=drafted,

@@ -1,4 +1,4 @@
-"""Deterministic unit tests of cspd_ref.ar (SPEC §4)."""
+"""Deterministic unit tests of cspd_ref.ar (docs/algorithms.md §5)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,110 @@
+"""The deterministic AR test model of ``cspd_ref.ar`` (docs/algorithms.md §5.1), float64.
+
+Re-exported by ``cspd_ref.ar``; ``gpu_impl.ar_model.MixtureARModel`` is its batched twin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from cspd_ref.distributions import GaussianMixture
+from cspd_ref.validation import (
+    BoolArray,
+    FloatArray,
+    IntArray,
+    as_float64,
+    require_generator,
+    require_int,
+)
+
+__all__ = ["MixtureARModel"]
+
+
+class MixtureARModel:
+    """A deterministic AR test model with diagonal-mixture conditionals (docs/contract.md §2).
+
+    For position ``i`` with known tokens ``x_j``, the context is
+    ``c_i = sum_{j known} W[i, j] tanh(x_j)`` (a d-vector) and the conditional is the mixture
+
+    * weights ``softmax(logits[i] + weight_coupling * mean(c_i) * (0..K-1))``,
+    * means ``base_means[i, k] + mean_coupling[k] * c_i``,
+    * scales ``base_scales[i, k] * exp(scale_coupling * tanh(mean(c_i)))``.
+
+    Every conditional is a closed-form mixture, so the Rosenblatt transform is exact.
+    """
+
+    def __init__(self, logits: ArrayLike, base_means: ArrayLike, base_scales: ArrayLike,
+                 context_weights: ArrayLike, mean_coupling: ArrayLike,
+                 weight_coupling: float = 0.0, scale_coupling: float = 0.0) -> None:
+        self.logits = as_float64(logits, "logits", ndim=2)
+        self.seq_len, self.n_components = self.logits.shape
+        self.base_means = as_float64(base_means, "base_means", ndim=3)
+        self.dim = int(self.base_means.shape[2])
+        if self.base_means.shape[:2] != self.logits.shape:
+            raise ValueError(f"base_means: expected ({self.seq_len}, {self.n_components}, d), "
+                             f"got {self.base_means.shape}")
+        self.base_scales = as_float64(base_scales, "base_scales", ndim=3)
+        if self.base_scales.shape != self.base_means.shape or np.any(self.base_scales <= 0):
+            raise ValueError("base_scales: must be positive with the shape of base_means")
+        self.context_weights = as_float64(context_weights, "context_weights", ndim=2)
+        if self.context_weights.shape != (self.seq_len, self.seq_len):
+            raise ValueError(f"context_weights: expected ({self.seq_len}, {self.seq_len}), got "
+                             f"{self.context_weights.shape}")
+        self.mean_coupling = as_float64(mean_coupling, "mean_coupling", ndim=1)
+        if self.mean_coupling.shape != (self.n_components,):
+            raise ValueError(f"mean_coupling: expected ({self.n_components},), got "
+                             f"{self.mean_coupling.shape}")
+        self.weight_coupling = float(as_float64(weight_coupling, "weight_coupling", ndim=0))
+        self.scale_coupling = float(as_float64(scale_coupling, "scale_coupling", ndim=0))
+
+    def conditionals(self, tokens: FloatArray, known: BoolArray,
+                     positions: IntArray) -> GaussianMixture:
+        """The conditional mixtures of the tokens at ``positions`` (batch ``(m,)``)."""
+        features = np.tanh(np.where(known[:, None], tokens, 0.0))           # (L, d)
+        context = self.context_weights[positions] @ features                 # (m, d)
+        level = context.mean(axis=1)                                         # (m,)
+        k = np.arange(self.n_components)
+        logits = self.logits[positions] + self.weight_coupling * level[:, None] * k
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        means = self.base_means[positions] + self.mean_coupling[None, :, None] * context[:, None]
+        scales = self.base_scales[positions] * np.exp(
+            self.scale_coupling * np.tanh(level))[:, None, None]
+        return GaussianMixture(weights, means, scales, validate_args=False)
+
+    @classmethod
+    def random(cls, seq_len: int, dim: int, n_components: int, rng: np.random.Generator, *,
+               coupling: float = 0.8) -> MixtureARModel:
+        """A random target model: component means N(0, 1.5^2), scales in [0.4, 1.2], a dense
+        (L, L) context-weight matrix of scale ``coupling / sqrt(L)`` (only known positions are
+        ever read, so its diagonal never matters)."""
+        rng = require_generator(rng)
+        L, d, K = (require_int(seq_len, "seq_len", minimum=1), require_int(dim, "dim", minimum=1),
+                   require_int(n_components, "n_components", minimum=1))
+        return cls(
+            logits=rng.normal(0.0, 0.5, (L, K)),
+            base_means=rng.normal(0.0, 1.5, (L, K, d)),
+            base_scales=rng.uniform(0.4, 1.2, (L, K, d)),
+            context_weights=coupling * rng.normal(0.0, 1.0, (L, L)) / np.sqrt(L),
+            mean_coupling=rng.uniform(0.5, 1.5, K),
+            weight_coupling=0.5,
+            scale_coupling=0.3,
+        )
+
+    def perturbed(self, size: float, rng: np.random.Generator) -> MixtureARModel:
+        """A draft: every parameter moved by ``size`` times standard normal noise (scales and
+        weights multiplicatively); ``size = 0`` returns an identical copy."""
+        rng = require_generator(rng)
+        s = float(size)
+        return MixtureARModel(
+            logits=self.logits + s * rng.normal(size=self.logits.shape),
+            base_means=self.base_means + s * rng.normal(size=self.base_means.shape),
+            base_scales=self.base_scales * np.exp(
+                0.5 * s * rng.normal(size=self.base_scales.shape)),
+            context_weights=self.context_weights + 0.3 * s * rng.normal(
+                size=self.context_weights.shape),
+            mean_coupling=self.mean_coupling + 0.3 * s * rng.normal(size=self.mean_coupling.shape),
+            weight_coupling=self.weight_coupling,
+            scale_coupling=self.scale_coupling,
+        )
