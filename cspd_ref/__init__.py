@@ -1,6 +1,6 @@
 """cspd_ref: the float64 NumPy reference of continuous speculative decoding.
 
-Public names (SPEC §5): ``GaussianMixture``, ``Case``, ``speculative_sample``, ``verify``.
+Public names (docs/contract.md): ``GaussianMixture``, ``Case``, ``speculative_sample``, ``verify``.
 """
 
 from cspd_ref.cases import ARCase, Case, DiffusionCase
@@ -11,7 +11,7 @@ from cspd_ref.speculative import (
     speculative_sample,
     speculative_sample_from_noise,
 )
-from cspd_ref.verify import Verdict, verify
+from cspd_ref.verify import SamplerOutputError, Verdict, verify
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "DiffusionCase",
     "GaussianMixture",
     "ResidualBudgetExceeded",
+    "SamplerOutputError",
     "SpeculativeResult",
     "Verdict",
     "speculative_sample",

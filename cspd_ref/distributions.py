@@ -1,4 +1,4 @@
-"""Token distributions: diagonal Gaussian mixtures in float64 (SPEC §1).
+"""Token distributions: diagonal Gaussian mixtures in float64 (docs/algorithms.md §2).
 
 A ``GaussianMixture`` has parameters
 
@@ -61,11 +61,14 @@ class GaussianMixture:
     """A (batch of) diagonal Gaussian mixture(s) in float64.
 
     Args:
-        weights: ``(*batch, K)`` mixture weights, non-negative, summing to 1 (tolerance 1e-9).
+        weights: ``(*batch, K)`` mixture weights, non-negative, summing to 1 within the
+            rounding of their dtype (1e-9 for float64; ``validation.weight_sum_tolerance``).
+            Float32/float16 weights are converted to float64 and divided by their sum, so
+            the mixture is a probability law.
         means: ``(*batch, K, d)`` component means.
         scales: ``(*batch, K, d)`` component standard deviations, strictly positive.
-        validate_args: check the arguments (SPEC §7). Internal code that builds mixtures from
-            already-validated parameters may pass False.
+        validate_args: check the arguments (docs/contract.md §4). Internal code that builds
+            mixtures from already-validated parameters may pass False.
 
     Raises:
         ValueError: naming the argument, for NaN/inf, non-positive scales, weights that are
@@ -94,7 +97,10 @@ class GaussianMixture:
             if w.shape[-1] < 1:
                 raise ValueError("weights: at least one component is required")
             require_positive(s, "scales")
-            require_probability_vector(w, "weights")
+            source = np.asarray(weights).dtype
+            require_probability_vector(w, "weights", source_dtype=source)
+            if source != np.float64 and np.issubdtype(source, np.floating):
+                w = w / w.sum(axis=-1, keepdims=True)  # the law of lower-precision weights
         else:
             w = np.asarray(weights, dtype=np.float64)
             m = np.asarray(means, dtype=np.float64)
@@ -245,7 +251,7 @@ class GaussianMixture:
         return np.clip(np.sum(self.weights * ndtr(z), axis=-1), 0.0, 1.0)
 
     def project(self, direction: ArrayLike) -> GaussianMixture:
-        """Law of ``a . x`` for ``x`` from this mixture: a 1-D mixture (SPEC §1).
+        """Law of ``a . x`` for ``x`` from this mixture: a 1-D mixture (docs/algorithms.md §2).
 
         Means ``mu_k . a``, scales ``sqrt(sum_j a_j^2 s_kj^2)``, same weights. The direction is
         used as given (pass a unit vector for a "unit projection").
@@ -272,7 +278,7 @@ class GaussianMixture:
     def rosenblatt(self, x: ArrayLike) -> FloatArray:
         """Rosenblatt transform: every coordinate's conditional CDF given the earlier ones.
 
-        Maps samples of this mixture to iid U(0, 1) in every coordinate (SPEC §4, §5).
+        Maps samples of this mixture to iid U(0, 1) in every coordinate (docs/battery.md).
 
         Args:
             x: ``(*sample, *batch, d)``.

@@ -1,4 +1,4 @@
-"""Input validation shared by every public function of cspd_ref (SPEC §7).
+"""Input validation shared by every public function of cspd_ref (docs/contract.md §4).
 
 Every check raises ``ValueError`` whose message starts with the offending argument's name,
 so a caller can tell which input was wrong without reading a traceback.
@@ -46,18 +46,32 @@ def as_float64(value: ArrayLike, name: str, *, ndim: int | None = None,
 def require_positive(array: FloatArray, name: str) -> FloatArray:
     """Raise unless every entry of ``array`` is strictly positive."""
     if np.any(array <= 0):
-        raise ValueError(f"{name}: must be strictly positive (smallest entry {array.min()!r})")
+        raise ValueError(f"{name}: must be strictly positive (smallest entry "
+                         f"{float(array.min()):g})")
     return array
 
 
-def require_probability_vector(weights: FloatArray, name: str) -> FloatArray:
-    """Raise unless ``weights`` (last axis) is non-negative and sums to 1 within 1e-9."""
+def weight_sum_tolerance(source_dtype: np.dtype, n_components: int) -> float:
+    """How far from 1 a row of ``n_components`` weights given in ``source_dtype`` may sum:
+    ``max(1e-9, 4 K eps)`` with ``eps`` the dtype's machine epsilon (float64 input: 1e-9;
+    float32: about 5e-7 K; float16: about 4e-3 K). Integer input counts as float64."""
+    eps = float(np.finfo(source_dtype).eps) if np.issubdtype(source_dtype, np.floating) else 0.0
+    return max(WEIGHT_SUM_TOLERANCE, 4.0 * n_components * eps)
+
+
+def require_probability_vector(weights: FloatArray, name: str,
+                               source_dtype: np.dtype | None = None) -> FloatArray:
+    """Raise unless ``weights`` (last axis) is non-negative and sums to 1 within
+    ``weight_sum_tolerance(source_dtype, K)`` (1e-9 for float64 input)."""
     if np.any(weights < 0):
         raise ValueError(f"{name}: must be non-negative")
+    dtype = np.dtype(np.float64) if source_dtype is None else np.dtype(source_dtype)
+    tolerance = weight_sum_tolerance(dtype, int(weights.shape[-1]))
     totals = weights.sum(axis=-1)
-    if np.any(np.abs(totals - 1.0) > WEIGHT_SUM_TOLERANCE):
-        worst = totals.flat[int(np.argmax(np.abs(totals - 1.0)))]
-        raise ValueError(f"{name}: must sum to 1 along the last axis (a row sums to {worst!r})")
+    if np.any(np.abs(totals - 1.0) > tolerance):
+        worst = float(totals.flat[int(np.argmax(np.abs(totals - 1.0)))])
+        raise ValueError(f"{name}: must sum to 1 along the last axis within {tolerance:.2g} "
+                         f"(the rounding of {dtype.name} weights); a row sums to {worst:.17g}")
     return weights
 
 

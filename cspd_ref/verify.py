@@ -1,4 +1,4 @@
-"""``verify``: judge a sampler against its target with the statistical battery (SPEC §5).
+"""``verify``: judge a sampler against its target with the statistical battery (docs/battery.md).
 
 A sampler follows the contract ``sampler(case, n, seed) -> (n, d)`` (a NumPy array or a torch
 tensor, in any float dtype including float16/bfloat16; sequence samplers return ``(n, L, d)``).
@@ -231,15 +231,21 @@ class Verdict:
         return "\n".join(lines)
 
 
+class SamplerOutputError(ValueError):
+    """The sampler's output breaks the contract of ``docs/contract.md``: samples of the wrong
+    shape or a non-float dtype, ``accepted`` not a bool array of length n, ``trials`` not
+    non-negative integers of length n. ``verify`` cannot judge such output."""
+
+
 def native_format(value: Any) -> FloatFormat:
     """The floating format of an array or tensor (bfloat16/float16 tensors included)."""
     raw = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
     dtype = str(raw).replace("torch.", "")
     try:
         return float_format(dtype)
-    except ValueError as exc:
-        raise ValueError(f"sampler: returned dtype {dtype}, expected floating point "
-                         "(float64, float32, float16 or bfloat16)") from exc
+    except ValueError:
+        raise SamplerOutputError(f"sampler: returned samples of dtype {dtype}, expected floating "
+                                 "point (float64, float32, float16 or bfloat16)") from None
 
 
 def to_numpy(value: Any, name: str) -> np.ndarray:
@@ -251,23 +257,61 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
         if str(getattr(value, "dtype", "")) in ("torch.bfloat16", "torch.float16"):
             value = value.float()
         value = value.cpu().numpy()
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise SamplerOutputError(f"sampler: {name} cannot be read as an array ({exc})") from exc
     if array.dtype == object:
-        raise ValueError(f"{name}: sampler returned an object array")
+        raise SamplerOutputError(f"sampler: {name} is an object array")
     return array
 
 
-def normalise_output(raw: Any) -> SamplerOutput:
-    """Accept an array/tensor or an object with ``.samples`` (+ ``.accepted``, ``.trials``);
-    record the samples' native floating format (raises for a non-float dtype)."""
+def accepted_mask(value: Any, n: int) -> np.ndarray:
+    """``accepted`` as a bool array of shape ``(n,)``; raises ``SamplerOutputError`` for any
+    other dtype (0/1 floats or integers are refused, not coerced) or length."""
+    array = to_numpy(value, "accepted")
+    if array.dtype != np.bool_:
+        raise SamplerOutputError(f"sampler: accepted must be a bool array, got dtype "
+                                 f"{array.dtype}")
+    if array.shape != (n,):
+        raise SamplerOutputError(f"sampler: accepted must have shape ({n},), got "
+                                 f"{array.shape}")
+    return array
+
+
+def trial_counts(value: Any, n: int) -> np.ndarray:
+    """``trials`` as an int64 array of shape ``(n,)``; raises ``SamplerOutputError`` unless it
+    holds non-negative integers (an integer dtype, not bool) of that length."""
+    array = to_numpy(value, "trials")
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise SamplerOutputError(f"sampler: trials must be an integer array, got dtype "
+                                 f"{array.dtype}")
+    if array.shape != (n,):
+        raise SamplerOutputError(f"sampler: trials must have shape ({n},), got {array.shape}")
+    if array.size and int(array.min()) < 0:
+        raise SamplerOutputError(f"sampler: trials must be >= 0, got a minimum of "
+                                 f"{int(array.min())}")
+    return array.astype(np.int64)
+
+
+def normalise_output(raw: Any, n: int, shape: tuple[int, ...]) -> SamplerOutput:
+    """Accept an array/tensor or an object with ``.samples`` (+ ``.accepted``, ``.trials``),
+    check it against the contract for ``n`` rows of ``shape`` (``SamplerOutputError``
+    otherwise) and record the samples' native floating format."""
+    if raw is None:
+        raise SamplerOutputError("sampler: returned None, expected samples")
     samples = raw.samples if hasattr(raw, "samples") else raw
     resolution = native_format(samples).name
+    array = to_numpy(samples, "samples")
+    if array.shape != shape:
+        raise SamplerOutputError(f"sampler: returned samples of shape {array.shape}, expected "
+                                 f"{shape} (contract sampler(case, n, seed), docs/contract.md)")
     accepted = getattr(raw, "accepted", None)
     trials = getattr(raw, "trials", None)
     return SamplerOutput(
-        samples=to_numpy(samples, "samples"),
-        accepted=None if accepted is None else to_numpy(accepted, "accepted").astype(bool),
-        trials=None if trials is None else to_numpy(trials, "trials").astype(np.int64),
+        samples=array,
+        accepted=None if accepted is None else accepted_mask(accepted, n),
+        trials=None if trials is None else trial_counts(trials, n),
         resolution=resolution,
     )
 
@@ -577,14 +621,14 @@ def detectable_effects(plan: BatteryPlan, n: int, alpha: float, n_checks: int,
 def verify(sampler: Callable[..., Any], case: Case | DiffusionCase | ARCase, *, seed: int = 0,
            n: int | None = None, alpha: float = DEFAULT_ALPHA, tier: str = "full",
            n_projections: int = DEFAULT_PROJECTIONS, keep_output: bool = False) -> Verdict:
-    """Run the battery on ``sampler`` for ``case`` and return a ``Verdict`` (SPEC §5).
+    """Run the battery on ``sampler`` for ``case`` and return a ``Verdict`` (docs/contract.md §3).
 
     Null hypothesis of the whole call: the sampler's output follows the case's target law
     exactly, up to rounding to its dtype (and, when exposed, its acceptance and trial counts
     follow the speculative-sampling laws). Under it ``P(equivalent is False) <= alpha``.
 
     Args:
-        sampler: ``sampler(case, n, seed)`` per the SPEC §5 contract.
+        sampler: ``sampler(case, n, seed)`` per the contract of docs/contract.md.
         case: a ``Case``, ``DiffusionCase`` or ``ARCase``.
         seed: passed to the sampler; the battery's own randomness is seeded from it too,
             on an independent stream.
@@ -596,8 +640,11 @@ def verify(sampler: Callable[..., Any], case: Case | DiffusionCase | ARCase, *, 
         keep_output: keep the sampler's output in the verdict (for reports).
 
     Raises:
-        ValueError: for a bad argument, an ``n`` too small for any meaningful claim (the message
-            names the minimum), or a sampler output of the wrong shape or dtype.
+        ValueError: for a bad argument, or an ``n`` too small for any meaningful claim (the
+            message names the minimum).
+        SamplerOutputError: (a ``ValueError``) the sampler's output breaks the contract:
+            samples of the wrong shape or dtype, ``accepted`` not bool of length n, ``trials``
+            not non-negative integers of length n.
 
     Examples:
         >>> from cspd_ref.cases import demo_case
@@ -631,11 +678,7 @@ def verify(sampler: Callable[..., Any], case: Case | DiffusionCase | ARCase, *, 
                          f"{plan.n_checks} checks (no check could see even a KS distance of "
                          f"{MAX_PLANNING_DISTANCE}); use n >= {minimum}")
 
-    out = normalise_output(sampler(case, n, seed))
-    shape = expected_shape(case, n)
-    if out.samples.shape != shape:
-        raise ValueError(f"sampler: returned samples of shape {out.samples.shape}, expected "
-                         f"{shape} (SPEC §5 contract sampler(case, n, seed))")
+    out = normalise_output(sampler(case, n, seed), n, expected_shape(case, n))
     rng = np.random.default_rng([seed, BATTERY_STREAM])
 
     checks: list[CheckResult] = []

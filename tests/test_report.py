@@ -1,4 +1,4 @@
-"""Distribution-equivalence reports (``cspd_ref.report``) and ``cspd verify``."""
+"""Distribution-equivalence reports (``cspd_ref.report``); the commands are in test_cli.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 from cspd_ref.ar import MixtureARModel, ar_sample, mar_schedule
-from cspd_ref.cases import ARCase, DiffusionCase, demo_case
-from cspd_ref.cli import main
+from cspd_ref.cases import ARCase, DiffusionCase, demo_case, mixture_1d_case
 from cspd_ref.diffusion import GaussianChain, LinearGaussianChain, aligned_speculative_sample
 from cspd_ref.report import ReportPaths, write_report
 from cspd_ref.report.example_samplers import draft_only_sampler, reference_sampler
 from cspd_ref.verify import Verdict, verify
-from cspd_ref.verify_cli import mixture_1d_case
 
 SAMPLERS = "cspd_ref.report.example_samplers"
 MAX_PNG_BYTES = 150_000
@@ -152,60 +150,3 @@ def test_stale_figures_are_removed(demo_verdict: Verdict, tmp_path: Path) -> Non
     assert not stale.exists()
 
 
-# ------------------------------------------------------------------------------- the CLI
-def run_cli(sampler: str, out: Path, *extra: str) -> int:
-    return main(["verify", sampler, "--n", "3000", "--out", str(out), "--quiet", *extra])
-
-
-def test_cli_exit_0_for_the_reference_sampler(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "ref"
-    assert run_cli(f"{SAMPLERS}:reference_sampler", out, "--no-timestamp", "--no-figures") == 0
-    printed = capsys.readouterr().out
-    assert "overall: EQUIVALENT" in printed and str(out / "report.md") in printed
-    doc = json.loads((out / "report.json").read_text())
-    assert [c["name"] for c in doc["cases"]] == ["demo-2d-mixture", "equal-scale-gaussians-d4",
-                                                 "mixture-1d"]
-    assert doc["alpha"] == pytest.approx(1e-4)
-    assert all(c["alpha"] == pytest.approx(1e-4 / 3) for c in doc["cases"])
-    assert doc["seeds"] == [0, 1, 2]
-    assert "generated" not in doc
-    assert doc["command"].startswith(f"cspd verify {SAMPLERS}:reference_sampler --case all")
-
-
-def test_cli_exit_1_for_the_draft_only_sampler(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture) -> None:
-    assert run_cli(f"{SAMPLERS}:draft_only_sampler", tmp_path, "--case", "demo",
-                   "--no-figures") == 1
-    printed = capsys.readouterr().out
-    assert "NOT EQUIVALENT" in printed and "failed: ks_" in printed
-    assert (tmp_path / "report.html").is_file()
-
-
-def test_cli_accepts_a_factory_spec(tmp_path: Path) -> None:
-    spec = f"{SAMPLERS}:make_reference_sampler()"
-    assert run_cli(spec, tmp_path, "--case", "equal-scale", "--no-figures") == 0
-    assert not list(tmp_path.glob("figures/*.png"))
-
-
-@pytest.mark.parametrize("spec", ["no_such_module_xyz:f", f"{SAMPLERS}:missing",
-                                  f"{SAMPLERS}.reference_sampler", f"{SAMPLERS}:SpeculativeResult"
-                                  ".__doc__"])
-def test_cli_exit_2_for_a_bad_sampler_spec(spec: str, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture) -> None:
-    assert run_cli(spec, tmp_path) == 2
-    assert capsys.readouterr().err.strip()
-    assert not (tmp_path / "report.md").exists()
-
-
-def test_cli_exit_2_when_the_sampler_cannot_run(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture) -> None:
-    assert run_cli("numpy:zeros", tmp_path, "--case", "demo") == 2
-    assert "could not be run" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("option", [["--n", "1"], ["--alpha", "1.5"], ["--case", "nope"]])
-def test_cli_usage_errors_exit_2(option: list[str], tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["verify", f"{SAMPLERS}:reference_sampler", "--out", str(tmp_path), *option])
-    assert info.value.code == 2

@@ -1,4 +1,5 @@
-"""Distribution-equivalence reports (SPEC §5, ``reports/``): Markdown, HTML, JSON, PNG figures.
+"""Distribution-equivalence reports (docs/battery.md, ``reports/``): Markdown, HTML, JSON, PNG
+figures.
 
 ``write_report(verdicts, cases, out_dir, title=..., sampler_name=...)`` renders the verdicts of
 ``cspd_ref.verify.verify`` (run with ``keep_output=True`` for figures); ``cspd verify`` is the

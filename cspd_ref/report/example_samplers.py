@@ -1,4 +1,5 @@
-"""Two samplers following the SPEC §5 contract, for the example reports and the CLI tests.
+"""Two samplers following the contract of docs/contract.md, for the example reports and the
+CLI tests.
 
 * ``reference_sampler`` — the float64 reference speculative sampler: exact, so ``cspd verify``
   calls it equivalent (and it exposes its accept mask and residual trial counts, so the

@@ -1,4 +1,4 @@
-"""Matplotlib figures of a distribution-equivalence report (SPEC §5, ``reports/``).
+"""Matplotlib figures of a distribution-equivalence report (docs/battery.md, ``reports/``).
 
 Every figure is drawn on a bare ``matplotlib.figure.Figure`` rendered by the Agg canvas (no
 ``pyplot``, no global backend switch, nothing shown on screen) and saved as a small PNG

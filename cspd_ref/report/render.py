@@ -233,9 +233,12 @@ def case_notes(verdict: Any, case: Any) -> list[str]:
 def build_document(verdicts: Sequence[Any], cases: Sequence[Any],
                    figures: Sequence[Sequence[FigureInfo]], out_dir: Path, *, title: str,
                    sampler_name: str, command: str | None, generated: str | None,
-                   alpha: float | None) -> dict[str, Any]:
+                   alpha: float | None,
+                   unfinished: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The report's content as a JSON-ready dict (``report.json``; the Markdown and HTML are
-    rendered from it)."""
+    rendered from it). ``unfinished`` lists ``(case name, reason)`` for cases that did not
+    finish (a timeout, a sampler that raised): the report is then partial and its verdict
+    ``equivalent`` is None (not decided)."""
     case_records = []
     for verdict, case, figs in zip(verdicts, cases, figures, strict=True):
         kind, description = describe_case(case)
@@ -269,7 +272,8 @@ def build_document(verdicts: Sequence[Any], cases: Sequence[Any],
     if generated is not None:
         doc["generated"] = generated
     doc.update({
-        "equivalent": all(v.equivalent for v in verdicts),
+        "equivalent": (all(v.equivalent for v in verdicts) if not unfinished else None),
+        "unfinished": [{"name": name, "reason": reason} for name, reason in unfinished],
         "alpha": total_alpha,
         "error_control": ("Holm's step-down procedure over the checks of each case at the "
                           "case's alpha; Bonferroni across cases (the case alphas sum to "
@@ -291,8 +295,10 @@ def family_summary(checks: Sequence[dict[str, Any]]) -> list[tuple[str, int, str
              items[0]["null"]) for fam, items in order.items()]
 
 
-def verdict_word(equivalent: bool) -> str:
-    """``EQUIVALENT`` / ``NOT EQUIVALENT``."""
+def verdict_word(equivalent: bool | None) -> str:
+    """``EQUIVALENT`` / ``NOT EQUIVALENT`` / ``NOT DECIDED`` (None: a case did not finish)."""
+    if equivalent is None:
+        return "NOT DECIDED"
     return "EQUIVALENT" if equivalent else "NOT EQUIVALENT"
 
 
@@ -350,13 +356,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
     n_cases = len(doc["cases"])
     n_failed = sum(not c["equivalent"] for c in doc["cases"])
     lines.append(f"- **Verdict:** **{verdict_word(doc['equivalent'])}** "
-                 f"({n_cases - n_failed} of {n_cases} case(s) equivalent)")
+                 f"({n_cases - n_failed} of {n_cases} finished case(s) equivalent)")
+    for item in doc.get("unfinished", []):
+        lines.append(f"- **Not decided:** {md_escape(item['name'])} — {md_escape(item['reason'])}")
     lines.append(f"- **Family-wise {ALPHA}:** {doc['alpha']:.3g} — {doc['error_control']}")
     lines.append(f"- **Seeds:** {', '.join(str(s) for s in doc['seeds'])}")
     lines += ["", "A sampler is *equivalent* when its output is indistinguishable from the exact "
-              "target law by every check of the battery (SPEC §5). Under the null hypothesis "
-              "(the sampler is exact) the whole report says NOT EQUIVALENT with probability at "
-              f"most {ALPHA} = {doc['alpha']:.3g}.", ""]
+              "target law by every check of the battery (docs/battery.md). Under the null "
+              "hypothesis (the sampler is exact) the whole report says NOT EQUIVALENT with "
+              f"probability at most {ALPHA} = {doc['alpha']:.3g}.", ""]
     lines += [f"| case | n | seed | checks | {ALPHA} (case) | detectable KS distance | "
               "min adjusted p | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in doc["cases"]:
@@ -412,7 +420,7 @@ def inline_code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def verdict_span(equivalent: bool) -> str:
+def verdict_span(equivalent: bool | None) -> str:
     """A coloured verdict word."""
     return (f'<span class="{"ok" if equivalent else "bad"}">{verdict_word(equivalent)}'
             "</span>")
@@ -432,12 +440,14 @@ def render_html(doc: dict[str, Any], out_dir: Path) -> str:
     n_cases = len(doc["cases"])
     n_failed = sum(not c["equivalent"] for c in doc["cases"])
     parts += [f"<li><b>Verdict:</b> {verdict_span(doc['equivalent'])} ({n_cases - n_failed} of "
-              f"{n_cases} case(s) equivalent)</li>",
+              f"{n_cases} finished case(s) equivalent)</li>",
+              *[f"<li><b>Not decided:</b> {e(item['name'])} — {e(item['reason'])}</li>"
+                for item in doc.get("unfinished", [])],
               f"<li><b>Family-wise {ALPHA}:</b> {doc['alpha']:.3g} — "
               f"{e(doc['error_control'])}</li>",
               f"<li><b>Seeds:</b> {e(', '.join(str(s) for s in doc['seeds']))}</li>", "</ul>",
               "<p>A sampler is <em>equivalent</em> when its output is indistinguishable from the "
-              "exact target law by every check of the battery (SPEC §5). Under the null "
+              "exact target law by every check of the battery (docs/battery.md). Under the null "
               "hypothesis (the sampler is exact) the whole report says NOT EQUIVALENT with "
               f"probability at most {ALPHA} = {doc['alpha']:.3g}.</p>",
               "<table><tr><th>case</th><th>n</th><th>seed</th><th>checks</th>"
@@ -502,7 +512,8 @@ def resolve_generated(generated: bool | str | None) -> str | None:
 def write_report(verdicts: Sequence[Any], cases: Sequence[Any], out_dir: Path | str, *,
                  title: str, sampler_name: str, command: str | None = None,
                  generated: bool | str | None = True, alpha: float | None = None,
-                 figures: bool = True) -> ReportPaths:
+                 figures: bool = True,
+                 unfinished: Sequence[tuple[str, str]] = ()) -> ReportPaths:
     """Write ``report.md``, ``report.html``, ``report.json`` and ``figures/*.png``.
 
     Args:
@@ -519,17 +530,20 @@ def write_report(verdicts: Sequence[Any], cases: Sequence[Any], out_dir: Path | 
         alpha: the family-wise level of the whole run; default: the sum of the verdicts'
             alphas (Bonferroni across cases).
         figures: draw the figures (default True).
+        unfinished: ``(case name, reason)`` of cases that did not finish (a partial report;
+            see ``build_document``).
 
     Returns:
         the ``ReportPaths`` written.
 
     Raises:
-        ValueError: no verdicts, or ``verdicts`` and ``cases`` of different lengths.
+        ValueError: no verdicts and nothing unfinished, or ``verdicts`` and ``cases`` of
+            different lengths.
     """
     verdicts = list(verdicts)
     cases = list(cases)
-    if not verdicts:
-        raise ValueError("verdicts: at least one verdict is needed")
+    if not verdicts and not unfinished:
+        raise ValueError("verdicts: at least one verdict (or an unfinished case) is needed")
     if len(verdicts) != len(cases):
         raise ValueError(f"cases: expected {len(verdicts)} cases (one per verdict), got "
                          f"{len(cases)}")
@@ -548,7 +562,8 @@ def write_report(verdicts: Sequence[Any], cases: Sequence[Any], out_dir: Path | 
                 stale.unlink()
     doc = build_document(verdicts, cases, all_figures, out, title=title,
                          sampler_name=sampler_name, command=command,
-                         generated=resolve_generated(generated), alpha=alpha)
+                         generated=resolve_generated(generated), alpha=alpha,
+                         unfinished=unfinished)
     md_path, html_path, json_path = out / "report.md", out / "report.html", out / "report.json"
     md_path.write_text(render_markdown(doc), encoding="utf-8")
     html_path.write_text(render_html(doc, out), encoding="utf-8")
