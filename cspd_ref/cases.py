@@ -1,4 +1,4 @@
-"""Test cases: a draft and a target (SPEC §5 contract), and the built-in examples.
+"""Test cases: a draft and a target (docs/contract.md §2), and the built-in examples.
 
 A sampler under test follows ``sampler(case, n, seed) -> (n, d)`` and must return samples whose
 law is exactly ``case.target``.
@@ -72,7 +72,7 @@ def equal_scale_gaussian_case(dim: int = 2, shift: float = 1.0) -> Case:
 
 @dataclass(frozen=True)
 class DiffusionCase:
-    """Diffusion-head tokens: draft and target ``GaussianChain``\\ s (SPEC §3).
+    """Diffusion-head tokens: draft and target ``GaussianChain``\\ s (docs/contract.md §2).
 
     ``target`` is the target chain's exact ``x_0`` law when it has a closed form (a
     ``LinearGaussianChain``), else ``None``, and then ``verify`` compares against direct target
@@ -114,7 +114,7 @@ class DiffusionCase:
 
 @dataclass(frozen=True)
 class ARCase:
-    """AR sequences: draft and target ``ARModel``\\ s and the group schedule (SPEC §4).
+    """AR sequences: draft and target ``ARModel``\\ s and the group schedule (docs/contract.md §2).
 
     A sequence sampler returns ``(n, L, d)``; ``verify`` applies the target's Rosenblatt
     transform, which maps target sequences to iid U(0, 1).

@@ -1,4 +1,4 @@
-"""Diffusion-head tokens and their exact speculative sampling (SPEC §1, §3), float64 reference.
+"""Diffusion-head tokens and their exact speculative sampling (docs/algorithms.md §4), float64.
 
 A ``GaussianChain`` draws a token by ``x_T ~ N(0, I)`` and, for ``t = T, ..., 1``,
 
@@ -11,13 +11,14 @@ with the last step noisy too (``s(x_1, 1) > 0``). Noise arrays are ordered by st
 Two exact speculative samplers:
 
 * ``aligned_speculative_sample`` — denoising trajectory alignment: draft and target share
-  ``x_T`` and ``eps_T .. eps_2``; speculative sampling (SPEC §2) is applied to the two last-step
-  Gaussians ``N(m_q(x_1^q, 1), (tau s_q)^2)`` and ``N(m_p(x_1^p, 1), (tau s_p)^2)``. Given the
-  shared noise the output follows the target's last step, so its marginal is the target's
-  (proofs/test_aligned_trajectories).
+  ``x_T`` and ``eps_T .. eps_2``; speculative sampling (docs/algorithms.md §3) is applied to
+  the two last-step Gaussians ``N(m_q(x_1^q, 1), (tau s_q)^2)`` and
+  ``N(m_p(x_1^p, 1), (tau s_p)^2)``. Given the shared noise the output follows the target's
+  last step, so its marginal is the target's (proofs/test_aligned_trajectories).
 * ``joint_speculative_sample`` — accept on the whole-trajectory log-ratio
   ``sum_t log p_t(x_{t-1} | x_t) - log q_t(x_{t-1} | x_t)`` (the ``x_T`` prior is shared and
-  cancels); the residual proposes whole target trajectories. Exact, lower acceptance.
+  cancels); the residual proposes whole target trajectories. Exact; its acceptance rate differs
+  from the aligned one's and is not always lower.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ StepFn = Callable[[FloatArray, int], ArrayLike]
 
 
 class GaussianChain:
-    """A diffusion-head token sampler with Gaussian transitions (SPEC §1).
+    """A diffusion-head token sampler with Gaussian transitions (docs/algorithms.md §4.1).
 
     Args:
         mean_fn: ``m(x_t, t) -> (N, d)`` (an MLP in MAR, with CFG folded in).
@@ -161,7 +162,8 @@ def trajectory_log_ratio(draft_chain: GaussianChain, target_chain: GaussianChain
 
 
 class LinearGaussianChain(GaussianChain):
-    """The exactly-testable chain: ``m(x, t) = a_t x + b_t``, ``s(x, t) = s_t`` (SPEC §1).
+    """The exactly-testable chain: ``m(x, t) = a_t x + b_t``, ``s(x, t) = s_t``
+    (docs/algorithms.md §4.1).
 
     Args:
         coefficients: ``a`` of shape ``(T,)`` or ``(T, d)``; ``a[t-1]`` is used at step t.
@@ -238,7 +240,8 @@ def aligned_speculative_sample_from_noise(
     residual_noise: ResidualNoise, *, residual: str = "auto",
     max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Aligned-trajectory speculative sampling as a pure function of its noise (SPEC §3).
+    """Aligned-trajectory speculative sampling as a pure function of its noise
+    (docs/algorithms.md §4.2, noise layout in docs/noise.md §2).
 
     Args:
         x_T: ``(N, d)`` shared start.
@@ -281,7 +284,8 @@ def joint_speculative_sample_from_noise(
     draft_eps: ArrayLike, accept_uniforms: ArrayLike, residual_noise: ResidualNoise, *,
     residual: str = "batched", max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Whole-trajectory speculative sampling as a pure function of its noise (SPEC §3).
+    """Whole-trajectory speculative sampling as a pure function of its noise
+    (docs/algorithms.md §4.3, noise layout in docs/noise.md §2).
 
     The draft runs its own trajectory from ``x_T`` with ``draft_eps`` ``(T, N, d)``; it is
     accepted iff ``log u < trajectory_log_ratio``. A rejected row proposes whole target

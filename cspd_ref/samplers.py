@@ -1,4 +1,4 @@
-"""The reference samplers behind the SPEC §5 contract ``sampler(case, n, seed)``.
+"""The reference samplers behind the contract ``sampler(case, n, seed)`` (docs/contract.md).
 
 Each factory returns a callable that ``verify`` (and outside tools) can judge like any other
 implementation. Outputs are ``SpeculativeResult``/``ARDecodeResult``-like objects with

@@ -1,4 +1,4 @@
-"""Exact speculative sampling of one continuous token (SPEC §2), float64 reference.
+"""Exact speculative sampling of one continuous token (docs/algorithms.md §3), float64 reference.
 
 Draft ``q``, target ``p`` (``GaussianMixture``\\ s, batch shape ``()`` or ``(n,)``).
 
@@ -81,7 +81,7 @@ class ResidualBudgetExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class SpeculativeResult:
-    """Output of a speculative sampler (SPEC §2.3).
+    """Output of a speculative sampler (docs/algorithms.md §3.5).
 
     Attributes:
         samples: ``(n, d)`` float64 samples, distributed exactly as the target.
@@ -225,7 +225,7 @@ def first_success_residual_loop(n_rows: int, event_shape: tuple[int, ...], propo
                 values[row] = proposal[0, 0]
                 break
     if unfinished:
-        raise ResidualBudgetExceeded(np.array(unfinished), max_trials)
+        raise ResidualBudgetExceeded(np.array(unfinished), int(trials[unfinished].max()))
     return values, trials
 
 
@@ -298,7 +298,8 @@ def residual_sample_loop(draft: GaussianMixture, target: GaussianMixture, n_rows
                          noise: ResidualNoise, *, max_trials: int = DEFAULT_MAX_TRIALS,
                          ) -> tuple[FloatArray, IntArray]:
     """Residual ``r = (p - q)^+ / TV`` by the sequential loop: propose ``y ~ p``, accept iff
-    ``u' < -expm1(min(0, log q(y) - log p(y)))`` (SPEC §2.2). Returns ``(values, trials)``."""
+    ``u' < -expm1(min(0, log q(y) - log p(y)))`` (docs/algorithms.md §3.3). Returns
+    ``(values, trials)``."""
     return first_success_residual_loop(n_rows, (target.dim,),
                                        token_proposal_fn(draft, target, noise),
                                        max_trials=max_trials)
@@ -307,8 +308,8 @@ def residual_sample_loop(draft: GaussianMixture, target: GaussianMixture, n_rows
 def residual_sample_batched(draft: GaussianMixture, target: GaussianMixture, n_rows: int,
                             noise: ResidualNoise, *, max_trials: int = DEFAULT_MAX_TRIALS,
                             ) -> tuple[FloatArray, IntArray]:
-    """Residual by batched proposals with first success in index order (SPEC §2.2): the same
-    law as ``residual_sample_loop`` and, on the same noise, the same values."""
+    """Residual by batched proposals with first success in index order (docs/algorithms.md
+    §3.3): the same law as ``residual_sample_loop`` and, on the same noise, the same values."""
     return first_success_residual_batched(n_rows, (target.dim,),
                                           token_proposal_fn(draft, target, noise),
                                           max_trials=max_trials)
@@ -351,7 +352,7 @@ def reflection_map(x: ArrayLike, mean_draft: ArrayLike, mean_target: ArrayLike,
 def residual_sample_reflection(draft: GaussianMixture, target: GaussianMixture,
                                rejected_drafts: ArrayLike, rows: IntArray | None = None,
                                ) -> FloatArray:
-    """Residual samples for rejected drafts by the reflection coupling (SPEC §2.2).
+    """Residual samples for rejected drafts by the reflection coupling (docs/algorithms.md §3.3).
 
     Args:
         draft, target: single Gaussians (K = 1) with the same scales, batch ``()`` or ``(n,)``.
@@ -404,7 +405,7 @@ def speculative_sample_from_noise(
     residual: str = "auto",
     max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Speculative sampling as a pure function of its noise (SPEC §2).
+    """Speculative sampling as a pure function of its noise (docs/noise.md §1).
 
     ``x = draft.sample_from_noise(draft_component_uniforms, draft_normals)``; accept iff
     ``log u < log p(x) - log q(x)``; rejected rows are resampled from ``(p - q)^+ / TV`` by the
@@ -436,6 +437,10 @@ def speculative_sample_from_noise(
         if dist.batch_shape not in ((), (n,)):
             raise ValueError(f"{name}: batch shape must be () or ({n},), got {dist.batch_shape}")
 
+    rows = getattr(residual_noise, "component_uniforms", None)
+    if rows is not None and rows.shape[0] < n:
+        raise ValueError(f"residual_noise: holds {rows.shape[0]} rows, expected at least {n} "
+                         "(one per token)")
     x = draft.sample_from_noise(u_c, z)
     return verify_draft_from_noise(draft, target, x, u_acc, residual_noise, method=method,
                                    max_trials=max_trials)
@@ -492,7 +497,7 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
                        max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
     """Draw ``n`` tokens whose law is exactly ``target``, speculatively from ``draft``.
 
-    Public API (SPEC §5). The noise is drawn from ``rng`` in this order: draft component
+    Public API (docs/contract.md). The noise is drawn from ``rng`` in this order: draft component
     uniforms ``(n,)``, draft normals ``(n, d)``, acceptance uniforms ``(n,)``, then residual
     proposals on demand.
 

@@ -1,4 +1,4 @@
-"""Theory: TV distance, acceptance, groups per target pass, speed-up (SPEC §2, §4).
+"""Theory: TV distance, acceptance, groups per pass, speed-up (docs/algorithms.md §5.3, §6).
 
 ``P(accept) = 1 - TV(p, q)`` with ``TV = ∫ max(0, p - q) = ½ ∫ |p - q|``.
 
@@ -262,7 +262,7 @@ def tv_bounds(p: GaussianMixture, q: GaussianMixture, *, miss_probability: float
     """
     miss = float(miss_probability)
     if not 0.0 < miss < 1.0:
-        raise ValueError(f"miss_probability: must lie in (0, 1), got {miss_probability!r}")
+        raise ValueError(f"miss_probability: must lie in (0, 1), got {miss_probability}")
     method = tv_method(p, q)
     if method != "monte_carlo":
         v = tv_distance(p, q).value

@@ -1,4 +1,5 @@
-"""Diffusion-head tokens and their exact speculative sampling over tensors (SPEC §1, §3, §6).
+"""Diffusion-head tokens and their exact speculative sampling over tensors
+(docs/algorithms.md §4, §7).
 
 The PyTorch counterpart of ``cspd_ref.diffusion``. A ``GaussianChain`` draws a token by
 ``x_T ~ N(0, I)`` and, for ``t = T, ..., 1``,
@@ -13,14 +14,15 @@ broadcasting to ``(N, d)`` (an ``nn.Module`` in practice). Noise tensors are ord
 Two exact speculative samplers, batched over tokens:
 
 * aligned trajectories (``aligned_speculative_sample``): draft and target share ``x_T`` and
-  ``eps_T .. eps_2``; SPEC §2 is applied to the two last-step Gaussians
+  ``eps_T .. eps_2``; speculative sampling (docs/algorithms.md §3) is applied to the two
+  last-step Gaussians
   ``N(m_q(x_1^q, 1), (tau s_q)^2)`` and ``N(m_p(x_1^p, 1), (tau s_p)^2)`` (reflection when the
   scales are equal, batched residual otherwise).
 * joint criterion (``joint_speculative_sample``): accept on
   ``sum_t log p_t(x_{t-1}|x_t) - log q_t(x_{t-1}|x_t)`` along the draft trajectory; the residual
   proposes whole target trajectories.
 
-**No host synchronisation in the denoising loop** (SPEC §6): ``aligned_denoise`` and
+**No host synchronisation in the denoising loop** (docs/algorithms.md §7): ``aligned_denoise`` and
 ``joint_draft_pass`` (the T steps) use only fixed-shape tensor arithmetic — no ``.item()``,
 ``.cpu()``, boolean-mask indexing, ``nonzero`` or Python branching on tensor values — so they
 can be captured in a CUDA graph or compiled with ``torch.compile(fullgraph=True)``. The checks of
@@ -86,7 +88,7 @@ __all__ = [
 
 
 class GaussianChain:
-    """A diffusion-head token sampler with Gaussian transitions (SPEC §1).
+    """A diffusion-head token sampler with Gaussian transitions (docs/algorithms.md §4.1).
 
     Args:
         mean_fn: ``m(x_t, t) -> (N, d)`` (an MLP in MAR, with CFG folded in).
@@ -300,7 +302,8 @@ def trajectory_log_ratio(draft_chain: GaussianChain, target_chain: GaussianChain
 
 
 class LinearGaussianChain(GaussianChain):
-    """The exactly-testable chain: ``m(x, t) = a_t x + b_t``, ``s(x, t) = s_t`` (SPEC §1).
+    """The exactly-testable chain: ``m(x, t) = a_t x + b_t``, ``s(x, t) = s_t``
+    (docs/algorithms.md §4.1).
 
     Args:
         coefficients: ``a`` of shape ``(T,)`` or ``(T, d)``; ``a[t-1]`` is used at step t.
@@ -410,9 +413,9 @@ def aligned_denoise(draft_chain: GaussianChain, target_chain: GaussianChain, x_T
     the last-step parameters ``m(x_1, 1)``, ``tau s(x_1, 1)`` of each (T network evaluations per
     chain).
 
-    Pure tensor code with static shapes and no host synchronisation (SPEC §6): capturable in a
-    CUDA graph, compilable with ``torch.compile(fullgraph=True)``. No argument checks (see
-    ``aligned_speculative_sample_from_noise``).
+    Pure tensor code with static shapes and no host synchronisation (docs/algorithms.md §7):
+    capturable in a CUDA graph, compilable with ``torch.compile(fullgraph=True)``. No argument
+    checks (see ``aligned_speculative_sample_from_noise``).
     """
     T = draft_chain.num_steps
     x_q = x_T
@@ -451,7 +454,8 @@ def aligned_speculative_sample_from_noise(
     draft_last_normals: Any, accept_uniforms: Any, residual_noise: ResidualNoise | None, *,
     residual: str = "auto", max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Aligned-trajectory speculative sampling as a pure function of its noise (SPEC §3).
+    """Aligned-trajectory speculative sampling as a pure function of its noise
+    (docs/algorithms.md §4.2, noise layout in docs/noise.md §2).
 
     Args:
         x_T: ``(N, d)`` shared start.
@@ -535,7 +539,8 @@ def joint_speculative_sample_from_noise(
     accept_uniforms: Any, residual_noise: ResidualNoise, *, residual: str = "batched",
     max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Whole-trajectory speculative sampling as a pure function of its noise (SPEC §3).
+    """Whole-trajectory speculative sampling as a pure function of its noise
+    (docs/algorithms.md §4.3, noise layout in docs/noise.md §2).
 
     The draft runs its own trajectory from ``x_T`` with ``draft_eps`` ``(T, N, d)``; it is
     accepted iff ``log u < trajectory_log_ratio``. A rejected row proposes whole target

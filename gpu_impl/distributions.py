@@ -1,4 +1,5 @@
-"""Token distributions over tensors: diagonal Gaussian mixtures (SPEC §1), any device and dtype.
+"""Token distributions over tensors: diagonal Gaussian mixtures, any device and dtype
+(docs/algorithms.md §2).
 
 The PyTorch counterpart of ``cspd_ref.distributions``. A ``GaussianMixture`` has parameters
 
@@ -45,7 +46,8 @@ _EMPTY_SIZE = torch.Size()
 
 #: Default of ``validate_args=None``. Unlike ``torch.distributions`` this does not follow
 #: ``Distribution``'s global switch: initialising ``torch.compile`` (Dynamo) turns that switch
-#: off for the whole process, and SPEC §7 wants bad parameters refused regardless.
+#: off for the whole process, and bad parameters must be refused regardless
+#: (docs/contract.md §4).
 VALIDATE_ARGS_DEFAULT = True
 
 
@@ -54,16 +56,17 @@ def _default_validate() -> bool:
 
 
 class GaussianMixture(Distribution):
-    """A (batch of) diagonal Gaussian mixture(s) over tensors (SPEC §1).
+    """A (batch of) diagonal Gaussian mixture(s) over tensors (docs/algorithms.md §2).
 
     Args:
         weights: ``(*batch, K)`` mixture weights, non-negative, summing to 1 (tolerance
             ``max(1e-9, 2 K eps(dtype))``).
         means: ``(*batch, K, d)`` component means.
         scales: ``(*batch, K, d)`` component standard deviations, strictly positive.
-        validate_args: check the arguments (SPEC §7) and, in ``log_prob``/``sample_from_noise``,
-            the values passed. ``None`` means ``VALIDATE_ARGS_DEFAULT`` (True; deliberately not
-            ``torch.distributions``' global default, which ``torch.compile`` switches off).
+        validate_args: check the arguments (docs/contract.md §4) and, in
+            ``log_prob``/``sample_from_noise``, the values passed. ``None`` means
+            ``VALIDATE_ARGS_DEFAULT`` (True; deliberately not ``torch.distributions``' global
+            default, which ``torch.compile`` switches off).
             Internal code building mixtures from validated parameters passes False.
 
     All three parameters must share one floating dtype and one device (integer inputs are cast
@@ -224,7 +227,8 @@ class GaussianMixture(Distribution):
         return torch.logsumexp(self.component_log_prob(value), dim=-1)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """``log p(x) = logsumexp_k(log w_k + sum_j log N(x_j; mu_kj, s_kj^2))`` (SPEC §1).
+        """``log p(x) = logsumexp_k(log w_k + sum_j log N(x_j; mu_kj, s_kj^2))``
+        (docs/algorithms.md §2).
 
         Args:
             value: ``(*sample, *batch, d)`` points.
@@ -390,7 +394,7 @@ class DiagGaussian(GaussianMixture):
 
 
 def _checked_parameters(weights: Any, means: Any, scales: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate and convert mixture parameters (SPEC §7); returns ``(w, m, s)``."""
+    """Validate and convert mixture parameters (docs/contract.md §4); returns ``(w, m, s)``."""
     tensors = {name: v for name, v in (("weights", weights), ("means", means),
                                        ("scales", scales)) if isinstance(v, Tensor)}
     device = next(iter(tensors.values())).device if tensors else None

@@ -1,4 +1,4 @@
-"""Exact speculative sampling of continuous tokens over batched tensors (SPEC §2, §6).
+"""Exact speculative sampling of continuous tokens over batched tensors (docs/algorithms.md §3, §7).
 
 The PyTorch counterpart of ``cspd_ref.speculative``; draft ``q``, target ``p`` are
 ``gpu_impl.GaussianMixture``\\ s with batch shape ``()`` (one pair for every row) or ``(n,)``.
@@ -22,7 +22,7 @@ The PyTorch counterpart of ``cspd_ref.speculative``; draft ``q``, target ``p`` a
      (maximal reflection coupling), exact in one pass.
 
    A safety cap on proposals per row raises ``ResidualBudgetExceeded`` (a ``RuntimeError``)
-   naming how many rows are unfinished; no value is ever substituted (SPEC §2.2).
+   naming how many rows are unfinished; no value is ever substituted (docs/algorithms.md §3.4).
 
 Randomness is explicit: ``speculative_sample_from_noise`` is a pure function of its noise
 tensors and of a ``ResidualNoise`` stream (``ResidualNoiseArrays``: row ``i``'s ``j``-th
@@ -93,7 +93,7 @@ class ResidualBudgetExceeded(RuntimeError):
 
 @dataclass(frozen=True)
 class SpeculativeResult:
-    """Output of a speculative sampler (SPEC §2.3).
+    """Output of a speculative sampler (docs/algorithms.md §3.5).
 
     Attributes:
         samples: ``(n, d)`` samples in the distributions' dtype, distributed exactly as the
@@ -131,7 +131,7 @@ def residual_acceptance_from_log_ratio(log_q_minus_log_p: Tensor) -> Tensor:
 
 def residual_acceptance_probability(log_q: Tensor, log_p: Tensor) -> Tensor:
     """``-expm1(min(0, log q(y) - log p(y)))``: ``r(y) TV / p(y)``, rejection sampling of the
-    residual ``r`` from ``p`` with bound ``1/TV`` (SPEC §2.2)."""
+    residual ``r`` from ``p`` with bound ``1/TV`` (docs/algorithms.md §3.3)."""
     return residual_acceptance_from_log_ratio(log_q - log_p)
 
 
@@ -142,8 +142,7 @@ class ResidualNoise(Protocol):
     ``take(rows, start, k)`` returns items ``start .. start + k - 1`` of each listed row's own
     stream: component uniforms ``(m, k)``, standard normals ``(m, k, D)``, acceptance uniforms
     ``(m, k)`` (``m = len(rows)``); it may return fewer than ``k`` when a finite stream runs
-    short. (``cspd_ref`` keeps a cursor per row instead of passing ``start``; the batched engine
-    always asks every pending row for the same positions, so the two are equivalent.)
+    short. ``cspd_ref`` passes ``start`` the same way, so the two read identical positions.
     """
 
     def take(self, rows: Tensor, start: int, k: int) -> tuple[Tensor, Tensor, Tensor]: ...
@@ -268,7 +267,7 @@ def first_success_residual_batched(n_rows: int, event_shape: tuple[int, ...],
                                    first_round_size: int = FIRST_ROUND_SIZE,
                                    doubling: bool = True, noise_per_proposal: int | None = None,
                                    ) -> tuple[Tensor, Tensor]:
-    """Batched residual rejection sampling with first-success selection (SPEC §2.2).
+    """Batched residual rejection sampling with first-success selection (docs/algorithms.md §3.3).
 
     Each round, every pending row draws ``k`` proposals (``k`` doubles each round when
     ``doubling``, bounded by ``ROUND_ELEMENT_BUDGET`` and by ``max_trials``) and keeps the first
@@ -422,7 +421,7 @@ def reflection_map(x: Tensor, mean_draft: Tensor, mean_target: Tensor, scale: Te
 
 def residual_sample_reflection(draft: GaussianMixture, target: GaussianMixture,
                                rejected_drafts: Tensor, rows: Tensor | None = None) -> Tensor:
-    """Residual samples for rejected drafts by the reflection coupling (SPEC §2.2).
+    """Residual samples for rejected drafts by the reflection coupling (docs/algorithms.md §3.3).
 
     Args:
         draft, target: single Gaussians (K = 1) with the same scales, batch ``()`` or ``(n,)``.
@@ -477,7 +476,7 @@ def speculative_sample_from_noise(
     residual: str = "auto",
     max_trials: int = DEFAULT_MAX_TRIALS,
 ) -> SpeculativeResult:
-    """Speculative sampling as a pure function of its noise (SPEC §2, §6).
+    """Speculative sampling as a pure function of its noise (docs/noise.md §1).
 
     ``x = draft.sample_from_noise(draft_component_uniforms, draft_normals)``; accept iff
     ``log u < log p(x) - log q(x)``; rejected rows are resampled from ``(p - q)^+ / TV`` by the
@@ -500,7 +499,7 @@ def speculative_sample_from_noise(
         ``SpeculativeResult`` (``samples`` in the distributions' dtype).
 
     Raises:
-        ValueError: naming the bad argument (SPEC §7).
+        ValueError: naming the bad argument (docs/contract.md §4).
         ResidualBudgetExceeded: rows unfinished after ``max_trials`` proposals.
     """
     check_pair(draft, target)
@@ -559,7 +558,7 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
                        max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
     """Draw ``n`` tokens whose law is exactly ``target``, speculatively from ``draft``.
 
-    The PyTorch counterpart of ``cspd_ref.speculative_sample`` (SPEC §2, §5, §6). Noise is
+    The PyTorch counterpart of ``cspd_ref.speculative_sample`` (docs/algorithms.md §3, §7). Noise is
     drawn from ``generator`` on the distributions' device, in ``compute_dtype``, in the order:
     draft component uniforms ``(n,)``, draft normals ``(n, d)``, acceptance uniforms ``(n,)``,
     then residual proposals on demand.

@@ -1,11 +1,11 @@
-"""Input validation shared by every public function of gpu_impl (SPEC §7).
+"""Input validation shared by every public function of gpu_impl (docs/contract.md §4).
 
 Mirrors ``cspd_ref.validation``: every check raises ``ValueError`` whose message starts with the
 offending argument's name. The checks that read tensor *values* (finiteness, positivity, ranges)
 synchronise with the device once each; they run at the entry of public functions, never inside
-the denoising loop of ``gpu_impl.diffusion`` (SPEC §6).
+the denoising loop of ``gpu_impl.diffusion`` (docs/algorithms.md §7).
 
-Dtype rules ("dtype surprises", SPEC §7):
+Dtype rules ("dtype surprises", docs/contract.md §4):
 
 * bool, complex and non-numeric inputs are refused;
 * integer inputs are converted to the requested floating dtype (or the default dtype);
@@ -35,7 +35,8 @@ LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype log-densities and acceptance tests are computed in: float32 for 16-bit floats,
-    ``dtype`` itself otherwise (SPEC §6: bf16/fp16 inputs upcast for the log-ratio)."""
+    ``dtype`` itself otherwise (bf16/fp16 inputs upcast for the log-ratio, docs/algorithms.md
+    §7)."""
     return torch.float32 if dtype in LOW_PRECISION_DTYPES else dtype
 
 

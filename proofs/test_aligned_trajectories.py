@@ -43,8 +43,8 @@ Negative controls (each must depend on the draft, so the derivation cannot be va
 * "resample from the target on rejection": the conditional law of the output changes when
   only the draft's coefficients change (evaluated at a rational point).  [symbolic, evaluated]
 
-SPEC section 3 calls the joint alternative (accept on the whole-trajectory log-ratio, result 6)
-"exact as well", with acceptance usually lower.  Exact: yes (result 1 on trajectory space).
+The joint alternative (accept on the whole-trajectory log-ratio, result 6; docs/algorithms.md
+§4.3) is exact as well, with acceptance usually lower.  Exact: yes (result 1 on trajectory space).
 Lower acceptance: not always.  Counterexample (T = 2, 1-D): target x_1 = x_2 + s_2 eps_2,
 draft x_1 = -x_2 + s_2 eps_2, identical last steps x_0 = A x_1 + tau s_1 eps_1.  With
 Z ~ N(0, 1) and the equal-scale TV of result 5, aligned acceptance = E[2 Phi(-c |Z|)] with

@@ -7,14 +7,14 @@ Statement
 the normalisers cancel (an implementation may drop the log(2 pi) and log s terms).
 With a diagonal scale shared by p and q the same holds coordinate-wise with s_i^2.
 (ii) Unequal diagonal scales: the difference keeps sum_i log(s_q,i / s_p,i).
-(iii) Two diffusion heads (SPEC section 1) x_T ~ N(0, I),
+(iii) Two diffusion heads (docs/algorithms.md §4.1) x_T ~ N(0, I),
 x_{t-1} = m(x_t, t) + tau s(x_t, t) eps_t, eps_t ~ N(0, I), with the same initial law: the
 log-density ratio of a whole trajectory (x_T, ..., x_0) is the sum over t of the transition
 log-ratios of (i)/(ii),
     sum_t sum_i [ (x_{t-1,i} - m_q,i)^2 / (2 tau^2 s_q,i^2) - (x_{t-1,i} - m_p,i)^2
                   / (2 tau^2 s_p,i^2) + log(s_q,i / s_p,i) ],   means and scales at (x_t, t),
-the initial law cancelling.  This is the acceptance ratio of the "joint alternative" of SPEC
-section 3 (speculative sampling on whole trajectories).
+the initial law cancelling.  This is the acceptance ratio of the "joint criterion" of
+docs/algorithms.md §4.3 (speculative sampling on whole trajectories).
 
 Derivation
 ----------

@@ -1,4 +1,5 @@
-"""GPU check of gpu_impl: differential tests on the device, then a small benchmark (SPEC §6).
+"""GPU check of gpu_impl: differential tests on the device, then a small benchmark
+(docs/algorithms.md §7).
 
 Run through ``scripts/gpu_check.sh`` (sets ``PYTHONPATH`` to the repository, no install needed).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of gpu_impl (SPEC §6): differential tests on the device, then a small benchmark.
+# GPU check of gpu_impl (docs/algorithms.md §7): differential tests on the device, then a small benchmark.
 #
 #   bash scripts/gpu_check.sh                          # CUDA (default): full check, < 5 min on an H100
 #   CSPD_TEST_DEVICE=cpu bash scripts/gpu_check.sh     # the same steps, small, on the CPU

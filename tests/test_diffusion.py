@@ -1,4 +1,4 @@
-"""Deterministic unit tests of cspd_ref.diffusion (SPEC §1, §3)."""
+"""Deterministic unit tests of cspd_ref.diffusion (docs/algorithms.md §4)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_transition_log_ratio_equal_scales_is_difference_of_squared_distances() 
 def chain_log_density_scipy(states: np.ndarray, num_steps: int, mean_fn, scale_fn,
                             temperature: float) -> np.ndarray:
     """log density of whole trajectories ``states`` ``(T + 1, N, d)`` (``x_T`` first), written
-    out from the chain's definition (SPEC §1): ``x_T ~ N(0, I)`` and
+    out from the chain's definition (docs/algorithms.md §4.1): ``x_T ~ N(0, I)`` and
     ``x_{t-1} | x_t ~ N(m(x_t, t), (tau s(x_t, t))^2)``, each term by scipy.stats.norm.logpdf."""
     total = norm.logpdf(states[0]).sum(axis=-1)
     for i in range(num_steps):

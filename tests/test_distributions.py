@@ -1,4 +1,5 @@
-"""Deterministic unit tests of cspd_ref.distributions (SPEC §1, §7)."""
+"""Deterministic unit tests of cspd_ref.distributions (docs/algorithms.md §2,
+docs/contract.md §4)."""
 
 from __future__ import annotations
 

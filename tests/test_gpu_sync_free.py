@@ -1,4 +1,5 @@
-"""The denoising loop of gpu_impl.diffusion runs without host synchronisation (SPEC §6).
+"""The denoising loop of gpu_impl.diffusion runs without host synchronisation
+(docs/algorithms.md §7).
 
 What is checked, and where:
 

@@ -1,4 +1,4 @@
-"""Bad input to gpu_impl raises ValueError naming the argument (SPEC §7).
+"""Bad input to gpu_impl raises ValueError naming the argument (docs/contract.md §4).
 
 Every case below is one public call with one bad argument; the error message must start with
 that argument's name, as in ``cspd_ref``. Runs on ``CSPD_TEST_DEVICE`` (cpu by default).

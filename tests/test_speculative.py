@@ -1,4 +1,5 @@
-"""Deterministic unit tests of cspd_ref.speculative and cspd_ref.theory (SPEC §2, §7)."""
+"""Deterministic unit tests of cspd_ref.speculative and cspd_ref.theory
+(docs/algorithms.md §3, §6; docs/contract.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The statistical battery of cspd_ref (SPEC §5).
+"""The statistical battery of cspd_ref (docs/battery.md).
 
 Every check returns a ``CheckResult`` (statistic, p-value, n, what was compared, the null):
 

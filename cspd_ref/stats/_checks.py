@@ -16,7 +16,7 @@ def require_finite_float(value: Any, name: str) -> float:
         raise ValueError(f"{name}: expected a real number, got {type(value).__name__}")
     result = float(value)
     if not math.isfinite(result):
-        raise ValueError(f"{name}: must be finite, got {result!r}")
+        raise ValueError(f"{name}: must be finite, got {result}")
     return result
 
 
@@ -24,7 +24,7 @@ def require_unit_interval(value: Any, name: str) -> float:
     """A finite float in the closed interval [0, 1]."""
     result = require_finite_float(value, name)
     if not 0.0 <= result <= 1.0:
-        raise ValueError(f"{name}: must lie in [0, 1], got {result!r}")
+        raise ValueError(f"{name}: must lie in [0, 1], got {result}")
     return result
 
 
@@ -32,7 +32,7 @@ def require_open_unit(value: Any, name: str) -> float:
     """A finite float in the open interval (0, 1) (significance levels, powers)."""
     result = require_finite_float(value, name)
     if not 0.0 < result < 1.0:
-        raise ValueError(f"{name}: must lie in (0, 1), got {result!r}")
+        raise ValueError(f"{name}: must lie in (0, 1), got {result}")
     return result
 
 
@@ -40,7 +40,7 @@ def require_nonnegative(value: Any, name: str) -> float:
     """A finite float >= 0."""
     result = require_finite_float(value, name)
     if result < 0.0:
-        raise ValueError(f"{name}: must be >= 0, got {result!r}")
+        raise ValueError(f"{name}: must be >= 0, got {result}")
     return result
 
 

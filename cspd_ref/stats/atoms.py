@@ -1,4 +1,5 @@
-"""Atom check: a continuous law has no repeated values beyond what rounding explains (SPEC §5).
+"""Atom check: a continuous law has no repeated values beyond what rounding explains
+(docs/battery.md §3).
 
 A sampler that returns the same value many times (0.0 from an uninitialised buffer, the draft
 itself after a rejection, a reused noise stream) produces an *atom*, which no continuous law

@@ -4,7 +4,7 @@ In exact speculative sampling a draft ``x ~ q`` is accepted with probability
 ``min(1, p(x)/q(x))``, so the number of accepted rows out of ``n`` is Binomial(n, 1 - TV(p, q)).
 A rejected row is resampled from the residual ``max(0, p - q) / TV`` by rejection from proposals
 that succeed with probability TV each, so its trial count is Geometric(TV) on {1, 2, ...}
-(SPEC §2, §5).
+(docs/algorithms.md §3, docs/battery.md §3).
 
 The TV distance is a float64 numerical value: exact (closed form, 1-D crossings) or a Monte
 Carlo estimate with a *guaranteed* confidence interval ``[tv_lo, tv_hi]`` that misses the true TV

@@ -1,4 +1,5 @@
-"""Projection directions for the KS checks, chosen from the case, never from the data (SPEC §5).
+"""Projection directions for the KS checks, chosen from the case, never from the data
+(docs/battery.md §2).
 
 Random directions see every discrepancy eventually, but one that lives along a single axis is
 diluted by about ``1/sqrt(d)`` in a random projection, and the discrepancies speculative sampling

@@ -1,4 +1,4 @@
-"""Family-wise error control across the checks of a run (SPEC §5).
+"""Family-wise error control across the checks of a run (docs/battery.md §1).
 
 Both procedures are valid under *arbitrary* dependence between the p-values (the projections of
 one sample, the checks of one run): they rest only on the union bound. Holm's step-down

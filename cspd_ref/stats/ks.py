@@ -1,5 +1,5 @@
 """Kolmogorov–Smirnov checks: exact one-sample KS (with a rounding band), projections, exact
-two-sample KS (SPEC §5).
+two-sample KS (docs/battery.md §3).
 
 A d-dimensional law is compared with a target through one-dimensional projections ``a . x``: for
 a diagonal Gaussian mixture the law of ``a . X`` is again a mixture with a closed-form CDF

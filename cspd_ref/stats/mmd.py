@@ -1,4 +1,4 @@
-"""Two-sample maximum mean discrepancy (MMD) tests (SPEC §5).
+"""Two-sample maximum mean discrepancy (MMD) tests (docs/battery.md §3).
 
 Used where the target has no closed-form CDF (nonlinear diffusion heads): samples of the sampler
 under test are compared with reference samples of the target.
@@ -48,7 +48,7 @@ def require_two_sample_arguments(x: ArrayLike, y: ArrayLike, rng: np.random.Gene
     if bandwidth is not None:
         bandwidth = require_finite_float(bandwidth, "bandwidth")
         if bandwidth <= 0.0:
-            raise ValueError(f"bandwidth: must be > 0, got {bandwidth!r}")
+            raise ValueError(f"bandwidth: must be > 0, got {bandwidth}")
     return xs, ys, rng, bandwidth
 
 

@@ -1,4 +1,5 @@
-"""Sample-size planning for the battery (SPEC §5: sizes planned from the effect to detect)."""
+"""Sample-size planning for the battery: sizes planned from the effect to detect
+(docs/battery.md §4)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def dkw_sample_size(epsilon: float, alpha: float) -> int:
     """
     epsilon = require_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
-        raise ValueError(f"epsilon: must be > 0, got {epsilon!r}")
+        raise ValueError(f"epsilon: must be > 0, got {epsilon}")
     alpha = require_open_unit(alpha, "alpha")
     return math.ceil(math.log(2.0 / alpha) / (2.0 * epsilon * epsilon))
 
@@ -84,7 +85,7 @@ def ks_sample_size(epsilon: float, alpha: float, power: float) -> int:
     """
     epsilon = require_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
-        raise ValueError(f"epsilon: must be > 0, got {epsilon!r}")
+        raise ValueError(f"epsilon: must be > 0, got {epsilon}")
     root = ks_power_constant(alpha, power) / epsilon
     return math.ceil(root * root)
 
@@ -181,7 +182,7 @@ def atom_detectable_mass(n: int, alpha: float, power: float, cell_probability: f
     power = require_open_unit(power, "power")
     c = require_unit_interval(cell_probability, "cell_probability")
     if c <= 0.0:
-        raise ValueError(f"cell_probability: must be > 0, got {cell_probability!r}")
+        raise ValueError(f"cell_probability: must be > 0, got {cell_probability}")
     c_hi = min(1.0, safety_factor * c)
     log_alpha_c = math.log(alpha) + math.log(c)
     lo, hi = 2, n  # smallest t with log sf(t - 1) <= log(alpha c)

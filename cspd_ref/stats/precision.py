@@ -1,4 +1,5 @@
-"""Output precision: the floating formats a sampler may return and their rounding (SPEC §5).
+"""Output precision: the floating formats a sampler may return and their rounding
+(docs/battery.md, half precision).
 
 An exact sampler that returns float16 or bfloat16 returns the exact law *rounded* to 11 or 8
 significant bits; the battery's null hypothesis includes that rounding. This module describes the

@@ -1,4 +1,4 @@
-"""The result object every check of the statistical battery returns (SPEC §5).
+"""The result object every check of the statistical battery returns (docs/battery.md).
 
 Modelled on ``scipy.stats`` results: a statistic, a p-value, the sample size, and two
 human-readable strings saying what was compared and what the null hypothesis was, so that a
@@ -24,7 +24,7 @@ class CheckResult:
         compared: what was compared with what, human-readable.
         null: the null hypothesis, one sentence.
         min_pvalue: the smallest p-value this check could have returned at this ``n`` (its
-            floor): a check used at a level below its floor can never reject (SPEC §5).
+            floor): a check used at a level below its floor can never reject (docs/battery.md §3).
         details: extra numbers (never needed to interpret ``pvalue``); excluded from hashing.
     """
 
@@ -39,9 +39,9 @@ class CheckResult:
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.pvalue <= 1.0) or math.isnan(self.pvalue):
-            raise ValueError(f"pvalue: must lie in [0, 1], got {self.pvalue!r}")
+            raise ValueError(f"pvalue: must lie in [0, 1], got {self.pvalue}")
         if not (0.0 <= self.min_pvalue <= self.pvalue) or math.isnan(self.min_pvalue):
-            raise ValueError(f"min_pvalue: must lie in [0, pvalue], got {self.min_pvalue!r}")
+            raise ValueError(f"min_pvalue: must lie in [0, pvalue], got {self.min_pvalue}")
 
     @property
     def family(self) -> str:

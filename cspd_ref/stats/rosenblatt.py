@@ -1,4 +1,4 @@
-"""Checks on Rosenblatt / probability-integral-transform (PIT) values (SPEC §4, §5).
+"""Checks on Rosenblatt / probability-integral-transform (PIT) values (docs/battery.md §3).
 
 For a model whose conditionals are known in closed form, the Rosenblatt transform
 ``u_t = F_t(x_t | x_<t)`` (each coordinate's conditional CDF given everything before it) maps
