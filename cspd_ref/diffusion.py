@@ -316,7 +316,7 @@ def joint_speculative_sample_from_noise(
         stream = RowSubsetNoise(residual_noise, rejected)
 
         def propose(rows: IntArray, start: int,
-                    k: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+                    k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
             _, normals, accept_u = stream.take(rows, start, k)
             m, k_drawn = accept_u.shape
             if normals.shape[-1] != (T + 1) * d:
@@ -326,7 +326,7 @@ def joint_speculative_sample_from_noise(
             traj = target_chain.trajectory_from_noise(flat[:, 0], flat[:, 1:].transpose(1, 0, 2))
             log_p = target_chain.trajectory_log_prob(traj).reshape(m, k_drawn)
             log_q = draft_chain.trajectory_log_prob(traj).reshape(m, k_drawn)
-            return traj[-1].reshape(m, k_drawn, d), log_q, log_p, accept_u
+            return traj[-1].reshape(m, k_drawn, d), log_q - log_p, accept_u
 
         engine = (first_success_residual_batched if residual == "batched"
                   else first_success_residual_loop)

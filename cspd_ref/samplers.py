@@ -3,6 +3,10 @@
 Each factory returns a callable that ``verify`` (and outside tools) can judge like any other
 implementation. Outputs are ``SpeculativeResult``/``ARDecodeResult``-like objects with
 ``.samples`` so the acceptance and trial counts are checked too.
+
+Twin module: ``gpu_impl.samplers``, whose factories keep their fixed public names:
+``gpu_impl.as_sampler`` is ``token_sampler``'s counterpart (it returns a ``SpeculativeResult``
+too) and ``gpu_impl.as_ar_sampler`` is ``ar_sampler``'s (it returns the sequences).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
-``cspd_ref`` name for name: ``distributions``, ``speculative``, ``diffusion``, plus ``sampler``
-(``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md) and ``ar`` (AR sequences,
-docs/algorithms.md §5).
+``cspd_ref`` name for name: ``distributions``, ``speculative`` (acceptance test, whole
+sampler), ``residual`` (residual noise streams, first-success engines, residual samplers),
+``diffusion``, ``ar`` (+ ``ar_model``, ``ar_noise``; AR sequences, docs/algorithms.md §5) and
+``samplers`` (``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md).
+``ResidualBudgetExceeded`` is ``cspd_ref.ResidualBudgetExceeded`` (one class for both).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
 ``from_reference``;
@@ -37,7 +39,7 @@ from gpu_impl.diffusion import (
     joint_speculative_sample_from_noise,
 )
 from gpu_impl.distributions import DiagGaussian, GaussianMixture, from_reference
-from gpu_impl.sampler import as_ar_sampler, as_sampler
+from gpu_impl.samplers import as_ar_sampler, as_sampler
 from gpu_impl.speculative import (
     ResidualBudgetExceeded,
     ResidualNoiseArrays,

@@ -79,10 +79,10 @@ from gpu_impl.ar_noise import (
 from gpu_impl.distributions import GaussianMixture
 from gpu_impl.speculative import (
     DEFAULT_MAX_TRIALS,
-    _resolve_rejections,
     accept_from_uniforms,
     global_rows,
     log_acceptance_ratio,
+    resample_rejected_from_noise,
     resolve_residual_method,
 )
 from gpu_impl.validation import (
@@ -424,8 +424,8 @@ def _decode(draft: ARModel, target: ARModel, table: GroupTable, n: int, source: 
         seq_keep, pos_keep = act[rows_all[keep]], pos_all[keep]
         stream, residual_rows = source.residual(seq_keep, pos_keep)
         with nullcontext() if residual_rows is None else global_rows(residual_rows):
-            out = _resolve_rejections(q_keep, p_keep, x_all[keep], ok[keep], method, stream,
-                                      source.max_trials)
+            out = resample_rejected_from_noise(q_keep, p_keep, x_all[keep], ok[keep], stream,
+                                               method=method, max_trials=source.max_trials)
         _commit(sequences, known, seq_keep, pos_keep, out.samples)
         if trace is not None:
             trace.record_round(seq_keep, r, group_all[keep], slot_all[keep], pos_keep,

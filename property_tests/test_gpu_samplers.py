@@ -26,20 +26,6 @@ from property_tests.gate import assert_equivalent
 DEVICE = device_under_test()
 
 
-def full_result_sampler(residual: str) -> Any:
-    """gpu_impl.speculative_sample returning samples, accept mask and trials (counts tested)."""
-
-    def sample(case: Case, n: int, seed: int) -> gpu_impl.SpeculativeResult:
-        draft = gpu_impl.from_reference(case.draft, DEVICE, torch.float32)
-        target = gpu_impl.from_reference(case.target, DEVICE, torch.float32)
-        generator = torch.Generator(device=DEVICE)
-        generator.manual_seed(seed)
-        return gpu_impl.speculative_sample(draft, target, n, generator, residual=residual)
-
-    sample.__name__ = f"gpu_full_result_{residual}"
-    return sample
-
-
 def gpu_chain(chain: Any) -> gpu_impl.LinearGaussianChain:
     return gpu_impl.LinearGaussianChain(chain.coefficients, chain.offsets, chain.step_scales,
                                         chain.temperature, device=DEVICE, dtype=torch.float32)
@@ -71,8 +57,8 @@ def test_as_sampler_reflection_is_exact(case: Case) -> None:
 @settings(max_examples=6)
 @given(case=token_cases(max_dim=8))
 def test_gpu_acceptance_and_trial_counts_follow_theory(case: Case) -> None:
-    assert_equivalent(full_result_sampler("batched"), case, "counts",
-                      repr(case.target.means.sum()))
+    sampler = gpu_impl.as_sampler(device=DEVICE, dtype=torch.float32, residual="batched")
+    assert_equivalent(sampler, case, "counts", repr(case.target.means.sum()))
 
 
 @settings(max_examples=4)

@@ -54,8 +54,10 @@ import torch
 import cspd_ref
 import gpu_impl
 from cspd_ref import diffusion as ref_diffusion
+from cspd_ref import residual as ref_residual
 from cspd_ref import speculative as ref_speculative
 from gpu_impl import diffusion as gpu_diffusion
+from gpu_impl import residual as gpu_residual
 from gpu_impl import speculative as gpu_speculative
 from gpu_impl.testing import device_under_test
 
@@ -395,12 +397,30 @@ def test_short_residual_stream_raises_like_reference() -> None:
             gq, gp, t(noise.u_c, torch.float64), t(noise.z, torch.float64),
             t(noise.u_acc, torch.float64), noise.gpu_stream(torch.float64), residual="batched")
     assert isinstance(exc.value, RuntimeError)
-    count = exc.value.unfinished_rows.numel()
+    # One class for both packages, and the same kind of row list (a NumPy int64 array).
+    assert type(exc.value) is type(ref_exc.value) is cspd_ref.ResidualBudgetExceeded
+    assert isinstance(exc.value.unfinished_rows, np.ndarray)
+    assert exc.value.unfinished_rows.dtype == np.int64
+    count = exc.value.unfinished_rows.size
     assert count == ref_exc.value.unfinished_rows.size > 0
     assert f"{count} row(s) unfinished" in str(exc.value)
     # Both report the caller's row numbers.
-    np.testing.assert_array_equal(np.sort(exc.value.unfinished_rows.cpu().numpy()),
+    np.testing.assert_array_equal(np.sort(exc.value.unfinished_rows),
                                   np.sort(ref_exc.value.unfinished_rows))
+
+
+def test_one_budget_exception_class_for_both_packages() -> None:
+    """``except cspd_ref.ResidualBudgetExceeded`` catches gpu_impl's too: it is the same class,
+    defined once in ``cspd_ref.residual`` and re-exported by every module that used to have it."""
+    assert gpu_impl.ResidualBudgetExceeded is cspd_ref.ResidualBudgetExceeded
+    assert gpu_speculative.ResidualBudgetExceeded is ref_speculative.ResidualBudgetExceeded
+    assert gpu_residual.ResidualBudgetExceeded is ref_residual.ResidualBudgetExceeded
+    q = gpu_impl.GaussianMixture([1.0], [[0.0]], [[1.0]]).to(DEVICE)
+    p = gpu_impl.GaussianMixture([1.0], [[1e-3]], [[1.0 + 1e-3]]).to(DEVICE)
+    g = torch.Generator(device=DEVICE).manual_seed(SEED)
+    with pytest.raises(cspd_ref.ResidualBudgetExceeded) as exc:
+        gpu_impl.speculative_sample(q, p, 2000, g, residual="batched", max_trials=2)
+    assert isinstance(exc.value.unfinished_rows, np.ndarray) and exc.value.max_trials == 2
 
 
 def test_max_trials_cap_raises_never_substitutes() -> None:

@@ -112,7 +112,10 @@ def test_as_sampler_matches_exact_target_cdfs() -> None:
     pvalues: list[tuple[str, float]] = []
     for i, (case, residual) in enumerate(CASES):
         sampler = gpu_impl.as_sampler(device=DEVICE, residual=residual)
-        x = sampler(case, N, seed_for("as_sampler", case.name, residual, i))
+        out = sampler(case, N, seed_for("as_sampler", case.name, residual, i))
+        assert isinstance(out, gpu_impl.SpeculativeResult)
+        assert out.accepted.dtype == torch.bool and out.trials.dtype == torch.int64
+        x = out.samples
         assert isinstance(x, torch.Tensor) and tuple(x.shape) == (N, case.dim)
         assert x.dtype == torch.float32 and x.device.type == DEVICE.type
         xs = x.cpu().double().numpy()
@@ -135,7 +138,7 @@ def test_float64_and_batched_residual_variants() -> None:
     pvalues: list[tuple[str, float]] = []
     for i, (case, dtype, residual) in enumerate(runs):
         sampler = gpu_impl.as_sampler(device=DEVICE, dtype=dtype, residual=residual)
-        x = sampler(case, N, seed_for("variants", case.name, dtype, residual, i))
+        x = sampler(case, N, seed_for("variants", case.name, dtype, residual, i)).samples
         assert x.dtype == dtype
         for pv in ks_pvalues(x.cpu().double().numpy(), case.target,
                              projections(case.dim, rng, 2)):
@@ -293,7 +296,8 @@ def test_half_precision_sampler_smoke(dtype: torch.dtype) -> None:
     ``<= CALL_ALPHA``."""
     record_exact_call()
     case = demo_case()
-    x = gpu_impl.as_sampler(device=DEVICE, dtype=dtype)(case, HALF_N, seed_for("half", dtype))
+    x = gpu_impl.as_sampler(device=DEVICE, dtype=dtype)(case, HALF_N,
+                                                        seed_for("half", dtype)).samples
     assert x.dtype == dtype and torch.isfinite(x).all()
     target = case.target
     assert float(target.scales[:, 0].max()) <= 1.0

@@ -3,8 +3,8 @@
 ``implementation_sampler("ref")`` dispatches on the case type to the float64 reference
 (``cspd_ref.samplers``: token sampler with its accept mask and trial counts, aligned-trajectory
 diffusion sampler, AR speculative decoding); ``implementation_sampler("gpu", device, dtype)``
-does the same with ``gpu_impl`` (``speculative_sample`` with its accept mask and trial counts,
-``aligned_speculative_sample`` on linear chains, ``as_ar_sampler``).
+does the same with ``gpu_impl`` (``as_sampler``: token samples with their accept mask and trial
+counts, ``aligned_speculative_sample`` on linear chains, ``as_ar_sampler``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def gpu_sampler(device: str = "cpu", dtype: str = "float32") -> Sampler:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: cuda was asked for but torch sees no CUDA device")
+    token = gpu_impl.as_sampler(device=dev, dtype=dt)
     ar = gpu_impl.as_ar_sampler(device=dev, dtype=dt)
 
     def chain(reference: Any) -> Any:
@@ -64,19 +65,17 @@ def gpu_sampler(device: str = "cpu", dtype: str = "float32") -> Sampler:
                                             device=dev, dtype=dt)
 
     def sample(case: Any, n: int, seed: int) -> Any:
-        generator = torch.Generator(device=dev)
-        generator.manual_seed(seed)
         if isinstance(case, ARCase):
             return ar(case, n, seed)
         if isinstance(case, DiffusionCase):
+            generator = torch.Generator(device=dev)
+            generator.manual_seed(seed)
             return gpu_impl.aligned_speculative_sample(chain(case.draft_chain),
                                                        chain(case.target_chain), n,
                                                        generator).samples
         if not isinstance(case, Case):
             raise ValueError(f"case: unsupported case type {type(case).__name__}")
-        draft = gpu_impl.from_reference(case.draft, dev, dt)
-        target = gpu_impl.from_reference(case.target, dev, dt)
-        return gpu_impl.speculative_sample(draft, target, n, generator)
+        return token(case, n, seed)
 
     sample.__name__ = f"gpu_impl[{dev.type},{dtype}]"
     return sample

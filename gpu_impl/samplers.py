@@ -1,13 +1,16 @@
-"""``as_sampler``, ``as_ar_sampler``: the sampler contract (docs/contract.md) backed by the
-PyTorch implementation.
+"""The sampler contract (docs/contract.md) backed by the PyTorch implementation: ``as_sampler``
+(tokens) and ``as_ar_sampler`` (AR sequences). Twin module: ``cspd_ref.samplers``
+(``token_sampler``, ``ar_sampler``).
 
 ``gpu_impl.as_sampler(device=..., dtype=..., residual=...)`` returns a callable
-``sampler(case, n, seed) -> torch.Tensor (n, d)`` that converts ``case.draft`` and
+``sampler(case, n, seed) -> gpu_impl.SpeculativeResult`` that converts ``case.draft`` and
 ``case.target`` (``cspd_ref.GaussianMixture``, float64 NumPy parameters) to ``dtype`` on
 ``device``, seeds a ``torch.Generator`` on that device with ``seed`` and returns
-``gpu_impl.speculative_sample(...).samples``: samples whose law is exactly ``case.target`` (up to
-the rounding of the parameters to ``dtype``). For float16/bfloat16 the sampling runs in float32
-(parameters, noise, log-ratio) and only the output is rounded to ``dtype``: the exact law
+``gpu_impl.speculative_sample(...)``: ``.samples`` ``(n, d)`` whose law is exactly
+``case.target`` (up to the rounding of the parameters to ``dtype``), ``.accepted`` and
+``.trials``, so the battery tests the acceptance and trial counts too (as it does for
+``cspd_ref.samplers.token_sampler``). For float16/bfloat16 the sampling runs in float32
+(parameters, noise, log-ratio) and only the samples are rounded to ``dtype``: the exact law
 rounded to 11 or 8 significant bits, as a model under bfloat16 autocast would consume it
 (rounding the *parameters* to 8 bits would move the law itself).
 
@@ -24,10 +27,15 @@ import torch
 
 from gpu_impl.ar import ARModel, MixtureARModel, ar_speculative_decode, check_decode_options
 from gpu_impl.distributions import from_reference
-from gpu_impl.speculative import DEFAULT_MAX_TRIALS, RESIDUAL_METHODS, speculative_sample
+from gpu_impl.speculative import (
+    DEFAULT_MAX_TRIALS,
+    RESIDUAL_METHODS,
+    SpeculativeResult,
+    speculative_sample,
+)
 from gpu_impl.validation import require_device, require_floating_dtype, require_int
 
-Sampler = Callable[[Any, int, int], torch.Tensor]
+Sampler = Callable[[Any, int, int], Any]
 
 
 def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -43,7 +51,9 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
         max_trials: safety cap on residual proposals per row (exceeding it raises).
 
     Returns:
-        ``sampler(case, n, seed) -> torch.Tensor`` of shape ``(n, d)`` on ``device``.
+        ``sampler(case, n, seed) -> gpu_impl.SpeculativeResult`` on ``device``: ``.samples``
+        ``(n, d)`` in ``dtype`` (rounded from float32 for float16/bfloat16), ``.accepted``
+        ``(n,)`` bool, ``.trials`` ``(n,)`` int64.
 
     Raises:
         ValueError: (here) a bad ``device``, ``dtype`` or ``residual``; (from the sampler) a case
@@ -52,8 +62,9 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
     Example:
         >>> import cspd_ref.cases, gpu_impl
         >>> sampler = gpu_impl.as_sampler()
-        >>> tuple(sampler(cspd_ref.cases.demo_case(), 100, seed=0).shape)
-        (100, 2)
+        >>> out = sampler(cspd_ref.cases.demo_case(), 100, seed=0)
+        >>> tuple(out.samples.shape), out.accepted.dtype, out.trials.dtype
+        ((100, 2), torch.bool, torch.int64)
     """
     dev = require_device(device)
     dt = require_floating_dtype(dtype)
@@ -62,7 +73,7 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
     cap = require_int(max_trials, "max_trials", minimum=1)
     working = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
 
-    def sampler(case: Any, n: int, seed: int) -> torch.Tensor:
+    def sampler(case: Any, n: int, seed: int) -> SpeculativeResult:
         for name in ("draft", "target"):
             if not hasattr(case, name):
                 raise ValueError(f"case: expected a cspd_ref.Case with draft and target, got "
@@ -73,13 +84,16 @@ def as_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = torch
         target = from_reference(case.target, dev, working)
         generator = torch.Generator(device=dev)
         generator.manual_seed(seed)
-        return speculative_sample(draft, target, n, generator, residual=residual,
-                                  max_trials=cap).samples.to(dt)
+        out = speculative_sample(draft, target, n, generator, residual=residual,
+                                 max_trials=cap)
+        return SpeculativeResult(samples=out.samples.to(dt), accepted=out.accepted,
+                                 trials=out.trials)
 
     sampler.__name__ = f"gpu_impl_sampler_{dev.type}_{str(dt).replace('torch.', '')}_{residual}"
     sampler.__qualname__ = sampler.__name__
     sampler.__doc__ = (f"gpu_impl speculative sampler (device={dev}, dtype={dt}, "
-                       f"residual={residual!r}): sampler(case, n, seed) -> (n, d) tensor.")
+                       f"residual={residual!r}): sampler(case, n, seed) -> SpeculativeResult "
+                       f"(samples (n, d), accepted, trials).")
     return sampler
 
 
