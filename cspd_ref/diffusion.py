@@ -46,8 +46,8 @@ from cspd_ref.validation import (
     IntArray,
     as_float64,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
-    require_open_unit_interval,
     require_positive,
     require_shape,
 )
@@ -305,7 +305,7 @@ def joint_speculative_sample_from_noise(
     if states.shape[0] != T + 1:
         raise ValueError(f"draft_eps: expected {T} steps, got {states.shape[0] - 1}")
     n = states.shape[1]
-    u = require_open_unit_interval(
+    u = require_half_open_unit_interval(
         require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=1), (n,),
                       "accept_uniforms"), "accept_uniforms")
     accepted = accept_from_uniforms(trajectory_log_ratio(draft_chain, target_chain, states), u)

@@ -43,9 +43,10 @@ from cspd_ref.validation import (
     FloatArray,
     IntArray,
     as_float64,
+    require_batch_shape,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
-    require_open_unit_interval,
     require_shape,
 )
 
@@ -147,13 +148,13 @@ class ResidualNoiseArrays:
 
     def __init__(self, component_uniforms: ArrayLike, normals: ArrayLike,
                  accept_uniforms: ArrayLike) -> None:
-        self.component_uniforms = require_open_unit_interval(
+        self.component_uniforms = require_half_open_unit_interval(
             as_float64(component_uniforms, "component_uniforms", ndim=2), "component_uniforms")
         n, m = self.component_uniforms.shape
         self.normals = as_float64(normals, "normals", ndim=3)
         if self.normals.shape[:2] != (n, m):
             raise ValueError(f"normals: expected shape ({n}, {m}, d), got {self.normals.shape}")
-        self.accept_uniforms = require_open_unit_interval(
+        self.accept_uniforms = require_half_open_unit_interval(
             require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=2), (n, m),
                           "accept_uniforms"), "accept_uniforms")
 
@@ -390,8 +391,7 @@ def check_pair(draft: GaussianMixture, target: GaussianMixture) -> None:
     require_mixture(target, "target")
     require_same_event(draft, target)
     for name, dist in (("draft", draft), ("target", target)):
-        if len(dist.batch_shape) > 1:
-            raise ValueError(f"{name}: batch shape must be () or (n,), got {dist.batch_shape}")
+        require_batch_shape(dist.batch_shape, name)
 
 
 def speculative_sample_from_noise(
@@ -424,18 +424,17 @@ def speculative_sample_from_noise(
     check_pair(draft, target)
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
-    u_c = require_open_unit_interval(
+    u_c = require_half_open_unit_interval(
         as_float64(draft_component_uniforms, "draft_component_uniforms", ndim=1),
         "draft_component_uniforms")
     n = u_c.shape[0]
     z = require_shape(as_float64(draft_normals, "draft_normals", ndim=2), (n, target.dim),
                       "draft_normals")
-    u_acc = require_open_unit_interval(
+    u_acc = require_half_open_unit_interval(
         require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=1), (n,),
                       "accept_uniforms"), "accept_uniforms")
     for name, dist in (("draft", draft), ("target", target)):
-        if dist.batch_shape not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got {dist.batch_shape}")
+        require_batch_shape(dist.batch_shape, name, n)
 
     rows = getattr(residual_noise, "component_uniforms", None)
     if rows is not None and rows.shape[0] < n:

@@ -62,10 +62,10 @@ from gpu_impl.validation import (
     require_device,
     require_floating_dtype,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
     require_positive,
     require_shape,
-    require_unit_interval,
 )
 
 StepFn = Callable[[Tensor, int], Tensor]
@@ -560,7 +560,7 @@ def joint_speculative_sample_from_noise(
     x = draft_chain._check_start(x_T)
     e = draft_chain._check_eps(draft_eps, x, "draft_eps", T)
     n = int(x.shape[0])
-    u = require_unit_interval(
+    u = require_half_open_unit_interval(
         require_shape(as_tensor(accept_uniforms, "accept_uniforms", ndim=1, device=x.device),
                       (n,), "accept_uniforms"), "accept_uniforms")
     require_noise_stream(residual_noise)

@@ -50,10 +50,11 @@ from gpu_impl.distributions import GaussianMixture, require_mixture, require_sam
 from gpu_impl.validation import (
     as_tensor,
     compute_dtype,
+    require_batch_shape,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
     require_shape,
-    require_unit_interval,
 )
 
 ResidualMethod = Literal["auto", "loop", "batched", "reflection"]
@@ -111,7 +112,7 @@ class SpeculativeResult:
 # --------------------------------------------------------------------- the acceptance test
 def log_acceptance_ratio(draft: GaussianMixture, target: GaussianMixture, x: Tensor) -> Tensor:
     """``log p(x) - log q(x)`` from log-densities (never densities), in ``compute_dtype``."""
-    return target._log_prob(x) - draft._log_prob(x)
+    return target.log_prob_unchecked(x) - draft.log_prob_unchecked(x)
 
 
 def accept_from_uniforms(log_ratio: Tensor, uniforms: Tensor) -> Tensor:
@@ -168,14 +169,14 @@ class ResidualNoiseArrays:
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         u_c = as_tensor(component_uniforms, "component_uniforms", ndim=2, device=device)
-        require_unit_interval(u_c, "component_uniforms")
+        require_half_open_unit_interval(u_c, "component_uniforms")
         n, m = u_c.shape
         z = as_tensor(normals, "normals", ndim=3, device=u_c.device)
         if tuple(z.shape[:2]) != (n, m):
             raise ValueError(f"normals: expected shape ({n}, {m}, D), got {tuple(z.shape)}")
         u_a = as_tensor(accept_uniforms, "accept_uniforms", ndim=2, device=u_c.device)
         require_shape(u_a, (n, m), "accept_uniforms")
-        require_unit_interval(u_a, "accept_uniforms")
+        require_half_open_unit_interval(u_a, "accept_uniforms")
         dtype = dtype or u_c.dtype
         self.component_uniforms = u_c.to(dtype)
         self.normals = z.to(dtype)
@@ -359,8 +360,10 @@ def token_proposal_fn(draft: GaussianMixture, target: GaussianMixture,
                              f"{normals.shape[-1]}")
         p_rows = rows_of(target, rows)
         q_rows = rows_of(draft, rows)
-        y = p_rows._sample_from_noise(comp_u.to(target.device), normals.to(target.device))
-        return y, q_rows._log_prob(y) - p_rows._log_prob(y), accept_u.to(target.device)
+        y = p_rows.sample_from_noise_unchecked(comp_u.to(target.device),
+                                               normals.to(target.device))
+        return (y, q_rows.log_prob_unchecked(y) - p_rows.log_prob_unchecked(y),
+                accept_u.to(target.device))
 
     return propose
 
@@ -460,9 +463,7 @@ def check_pair(draft: GaussianMixture, target: GaussianMixture) -> None:
     require_mixture(target, "target")
     require_same_event(draft, target)
     for name, dist in (("draft", draft), ("target", target)):
-        if len(dist.batch_shape) > 1:
-            raise ValueError(f"{name}: batch shape must be () or (n,), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name)
 
 
 def speculative_sample_from_noise(
@@ -506,24 +507,23 @@ def speculative_sample_from_noise(
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
     device, ct = target.device, target.compute_dtype
-    u_c = require_unit_interval(as_tensor(draft_component_uniforms, "draft_component_uniforms",
-                                          ndim=1, device=device), "draft_component_uniforms")
+    u_c = require_half_open_unit_interval(
+        as_tensor(draft_component_uniforms, "draft_component_uniforms", ndim=1, device=device),
+        "draft_component_uniforms")
     n = int(u_c.shape[0])
     z = require_shape(as_tensor(draft_normals, "draft_normals", ndim=2, device=device),
                       (n, target.dim), "draft_normals")
-    u_acc = require_unit_interval(
+    u_acc = require_half_open_unit_interval(
         require_shape(as_tensor(accept_uniforms, "accept_uniforms", ndim=1, device=device),
                       (n,), "accept_uniforms"), "accept_uniforms")
     for name, dist in (("draft", draft), ("target", target)):
-        if tuple(dist.batch_shape) not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name, n)
     if method != "reflection" and residual_noise is None:
         raise ValueError(f"residual_noise: a noise stream is required for residual={method!r}")
     if residual_noise is not None:
         require_noise_stream(residual_noise)
 
-    x = draft._sample_from_noise(u_c.to(ct), z.to(ct))
+    x = draft.sample_from_noise_unchecked(u_c.to(ct), z.to(ct))
     accepted = accept_from_uniforms(log_acceptance_ratio(draft, target, x), u_acc)
     return _resolve_rejections(draft, target, x, accepted, method, residual_noise, max_trials)
 
@@ -588,13 +588,11 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
     for name, dist in (("draft", draft), ("target", target)):
-        if tuple(dist.batch_shape) not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name, n)
     u_c = torch.rand(n, generator=generator, device=device, dtype=ct)
     z = torch.randn((n, target.dim), generator=generator, device=device, dtype=ct)
     u_acc = torch.rand(n, generator=generator, device=device, dtype=ct)
-    x = draft._sample_from_noise(u_c, z)
+    x = draft.sample_from_noise_unchecked(u_c, z)
     accepted = accept_from_uniforms(log_acceptance_ratio(draft, target, x), u_acc)
     noise = ResidualNoiseGenerator(generator, target.dim, device=device, dtype=ct)
     return _resolve_rejections(draft, target, x, accepted, method, noise, max_trials)
