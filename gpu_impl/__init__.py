@@ -3,9 +3,11 @@
 
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
-``cspd_ref`` name for name: ``distributions``, ``speculative``, ``diffusion``, plus ``sampler``
-(``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md) and ``ar`` (AR sequences,
-docs/algorithms.md §5).
+``cspd_ref`` name for name, with the same public names in the same order: ``validation``,
+``distributions``, ``speculative``, ``diffusion`` (chains), ``diffusion_sampling`` (the
+speculative samplers over chains), ``ar``, ``ar_model``, ``ar_noise``; plus ``diffusion_health``
+(the synchronisation-free fault check of the denoising loops, which the reference does not need)
+and ``sampler`` (``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
 ``from_reference``;
@@ -27,9 +29,8 @@ from gpu_impl.ar import (
     ar_speculative_decode_from_noise,
     draw_ar_noise,
 )
-from gpu_impl.diffusion import (
-    GaussianChain,
-    LinearGaussianChain,
+from gpu_impl.diffusion import GaussianChain, LinearGaussianChain
+from gpu_impl.diffusion_sampling import (
     aligned_denoise,
     aligned_speculative_sample,
     aligned_speculative_sample_from_noise,
