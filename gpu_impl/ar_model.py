@@ -57,13 +57,20 @@ class ARModel(Protocol):
     dim: int
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Device of the tensors ``conditionals`` takes and returns."""
+        ...
 
     @property
-    def dtype(self) -> torch.dtype: ...
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of ``tokens`` and of the returned mixtures."""
+        ...
 
     def conditionals(self, tokens: Tensor, known: Tensor,
-                     positions: Tensor) -> GaussianMixture: ...
+                     positions: Tensor) -> GaussianMixture:
+        """The laws of ``tokens[b, positions[b, i]]`` given the known tokens of row ``b``: a
+        mixture with batch shape ``(B, m)`` (see the class docstring)."""
+        ...
 
 
 def require_ar_model(model: Any, name: str) -> ARModel:

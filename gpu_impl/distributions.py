@@ -1,22 +1,16 @@
 """Token distributions over tensors: diagonal Gaussian mixtures, any device and dtype
 (docs/algorithms.md §2).
 
-The PyTorch counterpart of ``cspd_ref.distributions``. A ``GaussianMixture`` has parameters
-
-* ``weights`` of shape ``(*batch, K)`` — non-negative, summing to 1 over K,
-* ``means`` of shape ``(*batch, K, d)``,
-* ``scales`` of shape ``(*batch, K, d)`` — standard deviations (not variances), positive,
-
-and density ``p(x) = sum_k w_k prod_j N(x_j; mu_kj, s_kj^2)``. It is a
-``torch.distributions.Distribution`` with ``batch_shape == weights.shape[:-1]`` and
-``event_shape == (d,)``. Log-densities are a logsumexp over components
-``log w_k - 1/2 sum_j z_kj^2 - sum_j log s_kj - d/2 log(2 pi)``, ``z = (x - mu_k) / s_k``;
-nothing exponentiates a density before a ratio is formed. For float16/bfloat16 parameters the
-log-density is computed (and returned) in float32.
-
-Sampling is a pure function of explicit noise (``sample_from_noise``) with exactly the
-reference's inverse-CDF component rule ``k = #{j < K-1 : u >= W_j}``, ``W = cumsum(w)``, so the
-reference and this implementation produce the same sample from the same noise.
+The PyTorch twin of ``cspd_ref.distributions``: a ``GaussianMixture`` with weights
+``(*batch, K)``, means and scales (standard deviations) ``(*batch, K, d)`` has density
+``p(x) = sum_k w_k prod_j N(x_j; mu_kj, s_kj^2)``; it is a ``torch.distributions.Distribution``
+with ``batch_shape == weights.shape[:-1]`` and ``event_shape == (d,)``. Log-densities are a
+logsumexp over components ``log w_k - 1/2 sum_j z_kj^2 - sum_j log s_kj - d/2 log(2 pi)``,
+``z = (x - mu_k) / s_k``, in float32 for 16-bit parameters; nothing exponentiates a density
+before a ratio is formed. Sampling is a pure function of explicit noise with the reference's
+inverse-CDF component rule ``k = #{j < K-1 : u >= W_j}``, ``W = cumsum(w)``, so both packages
+produce the same sample from the same noise. The parameter checks are
+``gpu_impl.validation.check_mixture_parameters`` / ``check_gaussian_parameters``.
 """
 
 from __future__ import annotations
@@ -34,6 +28,7 @@ from gpu_impl.validation import (
     check_gaussian_parameters,
     check_mixture_parameters,
     compute_dtype,
+    require_event_tensor,
     require_floating_dtype,
     require_half_open_unit_interval,
     same_device,
@@ -62,10 +57,6 @@ _EMPTY_SIZE = torch.Size()
 #: off for the whole process, and bad parameters must be refused regardless
 #: (docs/contract.md §4).
 VALIDATE_ARGS_DEFAULT = True
-
-
-def _default_validate() -> bool:
-    return VALIDATE_ARGS_DEFAULT
 
 
 def logsumexp(values: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
@@ -113,7 +104,7 @@ class GaussianMixture(Distribution):
 
     def __init__(self, weights: Any, means: Any, scales: Any, *,
                  validate_args: bool | None = None) -> None:
-        validate = _default_validate() if validate_args is None else bool(validate_args)
+        validate = VALIDATE_ARGS_DEFAULT if validate_args is None else bool(validate_args)
         if validate:
             w, m, s = check_mixture_parameters(weights, means, scales)
         else:
@@ -126,14 +117,6 @@ class GaussianMixture(Distribution):
         self._validate_args = validate
 
     # ----------------------------------------------------------------- construction helpers
-    @classmethod
-    def from_reference(cls, mixture: Any, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32, *,
-                       validate_args: bool | None = None) -> GaussianMixture:
-        """Build from a ``cspd_ref.GaussianMixture`` (float64 NumPy parameters), cast to
-        ``dtype`` on ``device``. A reference ``DiagGaussian`` becomes a ``DiagGaussian``."""
-        return from_reference(mixture, device, dtype, validate_args=validate_args)
-
     def to_reference(self) -> Any:
         """The float64 ``cspd_ref.GaussianMixture`` with these parameters (host copy)."""
         from cspd_ref.distributions import GaussianMixture as RefMixture
@@ -276,24 +259,9 @@ class GaussianMixture(Distribution):
         return self.log_prob_unchecked(value)
 
     def _validate_sample(self, value: Tensor) -> None:
-        """The ``torch.distributions`` hook that checks a ``value`` passed to ``log_prob``:
-        raises ``ValueError`` starting with ``value:``."""
-        if not isinstance(value, Tensor):
-            raise ValueError(f"value: expected a torch.Tensor, got {type(value).__name__}")
-        if not value.dtype.is_floating_point:
-            raise ValueError(f"value: expected a floating tensor, got dtype {value.dtype}")
-        if not same_device(value.device, self.device):
-            raise ValueError(f"value: is on device {value.device}, expected {self.device}")
-        if value.ndim < 1 or value.shape[-1] != self.dim:
-            raise ValueError(f"value: expected a last axis of size d={self.dim}, got shape "
-                             f"{tuple(value.shape)}")
-        try:
-            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
-        except RuntimeError as exc:
-            raise ValueError(f"value: shape {tuple(value.shape)} does not broadcast with batch "
-                             f"shape {tuple(self.batch_shape)}") from exc
-        if bool(torch.isnan(value).any()):
-            raise ValueError("value: contains NaN")
+        """The ``torch.distributions`` hook that checks a ``value`` passed to ``log_prob``
+        (``require_event_tensor``)."""
+        require_event_tensor(value, "value", self.dim, self.batch_shape, self.device)
 
     # ----------------------------------------------------------------- sampling
     def component_index_from_uniforms(self, component_uniforms: Tensor) -> Tensor:
@@ -378,7 +346,7 @@ class DiagGaussian(GaussianMixture):
     has_rsample = True
 
     def __init__(self, mean: Any, scale: Any, *, validate_args: bool | None = None) -> None:
-        validate = _default_validate() if validate_args is None else bool(validate_args)
+        validate = VALIDATE_ARGS_DEFAULT if validate_args is None else bool(validate_args)
         if validate:
             m, s = check_gaussian_parameters(mean, scale)
         else:

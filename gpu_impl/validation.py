@@ -43,6 +43,7 @@ __all__ = [
     "require_batch_shape",
     "require_closed_unit_interval",
     "require_device",
+    "require_event_tensor",
     "require_finite_float",
     "require_floating_dtype",
     "require_generator",
@@ -279,3 +280,27 @@ def require_device(device: Any, name: str = "device") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"{name}: not a torch device ({exc})") from exc
+
+
+def require_event_tensor(value: Any, name: str, dim: int, batch_shape: tuple[int, ...],
+                         device: torch.device) -> Tensor:
+    """Raise unless ``value`` is a floating tensor on ``device`` of shape ``(*sample, *batch, d)``
+    (last axis ``dim``, the rest broadcasting with ``batch_shape``) holding no NaN: a point at
+    which a distribution's log-density is evaluated. One device synchronisation."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if not value.dtype.is_floating_point:
+        raise ValueError(f"{name}: expected a floating tensor, got dtype {value.dtype}")
+    if not same_device(value.device, device):
+        raise ValueError(f"{name}: is on device {value.device}, expected {device}")
+    if value.ndim < 1 or value.shape[-1] != dim:
+        raise ValueError(f"{name}: expected a last axis of size d={dim}, got shape "
+                         f"{tuple(value.shape)}")
+    try:
+        torch.broadcast_shapes(value.shape[:-1], batch_shape)
+    except RuntimeError as exc:
+        raise ValueError(f"{name}: shape {tuple(value.shape)} does not broadcast with batch "
+                         f"shape {tuple(batch_shape)}") from exc
+    if bool(torch.isnan(value).any()):
+        raise ValueError(f"{name}: contains NaN")
+    return value
