@@ -3,11 +3,14 @@
 
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
-``cspd_ref`` name for name, with the same public names in the same order: ``validation``,
-``distributions``, ``speculative``, ``diffusion`` (chains), ``diffusion_sampling`` (the
-speculative samplers over chains), ``ar``, ``ar_model``, ``ar_noise``; plus ``diffusion_health``
-(the synchronisation-free fault check of the denoising loops, which the reference does not need)
-and ``sampler`` (``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md).
+``cspd_ref`` name for name: ``validation``, ``distributions``, ``diffusion`` (chains) and
+``diffusion_sampling`` (the speculative samplers over chains) define the same public names in the
+same order as their twins (tests/test_validation.py); ``speculative``, ``ar`` and ``ar_noise``
+mirror theirs; ``ar_model`` holds ``MixtureARModel`` as ``cspd_ref.ar_model`` does, plus the
+batched ``ARModel`` interface and the padded ``GroupTable`` (``cspd_ref`` keeps its one-sequence
+``ARModel`` and ``GroupSchedule`` in ``ar``). Plus ``diffusion_health`` (the
+synchronisation-free fault check of the denoising loops, which the reference does not need) and
+``sampler`` (``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
 ``from_reference``;
