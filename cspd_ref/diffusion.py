@@ -27,6 +27,7 @@ from cspd_ref.distributions import HALF_LOG_TWO_PI, DiagGaussian
 from cspd_ref.validation import (
     FloatArray,
     as_float64,
+    require_finite_float,
     require_generator,
     require_int,
     require_positive,
@@ -66,8 +67,10 @@ class GaussianChain:
         self.scale_fn = scale_fn
         self.num_steps = require_int(num_steps, "num_steps", minimum=1)
         self.dim = require_int(dim, "dim", minimum=1)
-        tau = as_float64(temperature, "temperature", ndim=0)
-        self.temperature = float(require_positive(tau, "temperature"))
+        tau = require_finite_float(temperature, "temperature")
+        if not tau > 0:
+            raise ValueError(f"temperature: must be strictly positive, got {tau!r}")
+        self.temperature = tau
 
     def transition(self, x_t: ArrayLike, t: int) -> DiagGaussian:
         """The law of ``x_{t-1}`` given ``x_t``: ``N(m(x_t, t), (tau s(x_t, t))^2)``, batch (N,)."""

@@ -38,6 +38,7 @@ from gpu_impl.validation import (
     as_tensor,
     compute_dtype,
     require_device,
+    require_finite_float,
     require_floating_dtype,
     require_generator,
     require_int,
@@ -83,13 +84,7 @@ class GaussianChain:
         self.scale_fn = scale_fn
         self.num_steps = require_int(num_steps, "num_steps", minimum=1)
         self.dim = require_int(dim, "dim", minimum=1)
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            tau_t = as_tensor(temperature, "temperature", ndim=0)
-            tau = float(tau_t)
-        else:
-            tau = float(temperature)
-            if tau != tau or tau in (float("inf"), float("-inf")):
-                raise ValueError("temperature: contains NaN or infinite values")
+        tau = require_finite_float(temperature, "temperature")
         if not tau > 0:
             raise ValueError(f"temperature: must be strictly positive, got {tau!r}")
         self.temperature = tau
