@@ -62,6 +62,7 @@ from cspd_ref.validation import (
     FloatArray,
     IntArray,
     as_float64,
+    require_closed_unit_interval,
     require_generator,
     require_int,
 )
@@ -332,9 +333,7 @@ def _check_decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, gamm
     if draft.dim != target.dim:
         raise ValueError(f"target: dim {target.dim} differs from the draft's {draft.dim}")
     require_int(gamma, "gamma", minimum=1)
-    prefill_fraction = float(as_float64(prefill, "prefill", ndim=0))
-    if not 0.0 <= prefill_fraction <= 1.0:
-        raise ValueError(f"prefill: must lie in [0, 1], got {prefill_fraction}")
+    prefill_fraction = require_closed_unit_interval(prefill, "prefill")
     if not isinstance(bonus_group, bool):
         raise ValueError("bonus_group: must be a bool")
     if not isinstance(residual, str) or residual not in RESIDUAL_METHODS:

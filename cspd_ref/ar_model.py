@@ -14,6 +14,7 @@ from cspd_ref.validation import (
     FloatArray,
     IntArray,
     as_float64,
+    require_finite_float,
     require_generator,
     require_int,
 )
@@ -55,8 +56,8 @@ class MixtureARModel:
         if self.mean_coupling.shape != (self.n_components,):
             raise ValueError(f"mean_coupling: expected ({self.n_components},), got "
                              f"{self.mean_coupling.shape}")
-        self.weight_coupling = float(as_float64(weight_coupling, "weight_coupling", ndim=0))
-        self.scale_coupling = float(as_float64(scale_coupling, "scale_coupling", ndim=0))
+        self.weight_coupling = require_finite_float(weight_coupling, "weight_coupling")
+        self.scale_coupling = require_finite_float(scale_coupling, "scale_coupling")
 
     def conditionals(self, tokens: FloatArray, known: BoolArray,
                      positions: IntArray) -> GaussianMixture:

@@ -81,8 +81,8 @@ from cspd_ref.validation import (
     IntArray,
     as_float64,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
-    require_open_unit_interval,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class ARNoise:
         for f in fields(self):
             array = as_float64(getattr(self, f.name), f.name, ndim=FIELD_NDIMS[f.name])
             if f.name in UNIFORM_FIELDS:
-                require_open_unit_interval(array, f.name)
+                require_half_open_unit_interval(array, f.name)
             object.__setattr__(self, f.name, array)
         n, L, d = self.target_normals.shape
         P, gamma, S = self.draft_component_uniforms.shape[1:]

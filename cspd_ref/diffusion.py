@@ -1,4 +1,4 @@
-"""Diffusion-head tokens and their exact speculative sampling (docs/algorithms.md §4), float64.
+"""Diffusion-head tokens: Gaussian denoising chains in float64 (docs/algorithms.md §4.1).
 
 A ``GaussianChain`` draws a token by ``x_T ~ N(0, I)`` and, for ``t = T, ..., 1``,
 
@@ -6,19 +6,14 @@ A ``GaussianChain`` draws a token by ``x_T ~ N(0, I)`` and, for ``t = T, ..., 1`
 
 with the last step noisy too (``s(x_1, 1) > 0``). Noise arrays are ordered by step:
 ``eps[i]`` is ``eps_{T - i}``, so ``eps[:T-1]`` are ``eps_T .. eps_2`` and ``eps[T-1]`` is
-``eps_1``.
+``eps_1``. A transition's log-density is ``sum_j log N(x_{t-1,j}; m_j, (tau s_j)^2)``
+(``transition_log_prob``) and two chains' trajectory log-ratio is the sum of the transitions'
+(``trajectory_log_ratio``; the shared ``N(0, I)`` prior of ``x_T`` cancels).
+``LinearGaussianChain`` is the chain with affine means and constant scales, whose token law is
+a closed-form Gaussian (``marginal``).
 
-Two exact speculative samplers:
-
-* ``aligned_speculative_sample`` — denoising trajectory alignment: draft and target share
-  ``x_T`` and ``eps_T .. eps_2``; speculative sampling (docs/algorithms.md §3) is applied to
-  the two last-step Gaussians ``N(m_q(x_1^q, 1), (tau s_q)^2)`` and
-  ``N(m_p(x_1^p, 1), (tau s_p)^2)``. Given the shared noise the output follows the target's
-  last step, so its marginal is the target's (proofs/test_aligned_trajectories).
-* ``joint_speculative_sample`` — accept on the whole-trajectory log-ratio
-  ``sum_t log p_t(x_{t-1} | x_t) - log q_t(x_{t-1} | x_t)`` (the ``x_T`` prior is shared and
-  cancels); the residual proposes whole target trajectories. Exact; its acceptance rate differs
-  from the aligned one's and is not always lower.
+The exact speculative samplers over two chains are in ``cspd_ref.diffusion_sampling``;
+``gpu_impl.diffusion`` is this module's twin on tensors.
 """
 
 from __future__ import annotations
@@ -29,28 +24,23 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cspd_ref.distributions import HALF_LOG_TWO_PI, DiagGaussian
-from cspd_ref.speculative import (
-    DEFAULT_MAX_TRIALS,
-    ResidualBudgetExceeded,
-    ResidualNoise,
-    ResidualNoiseGenerator,
-    RowSubsetNoise,
-    SpeculativeResult,
-    accept_from_uniforms,
-    first_success_residual_batched,
-    first_success_residual_loop,
-    speculative_sample_from_noise,
-)
 from cspd_ref.validation import (
     FloatArray,
-    IntArray,
     as_float64,
+    require_finite_float,
     require_generator,
     require_int,
-    require_open_unit_interval,
     require_positive,
-    require_shape,
 )
+
+__all__ = [
+    "GaussianChain",
+    "LinearGaussianChain",
+    "StepFn",
+    "require_compatible_chains",
+    "trajectory_log_ratio",
+    "transition_log_prob",
+]
 
 StepFn = Callable[[FloatArray, int], ArrayLike]
 """``f(x_t, t)`` with ``x_t`` of shape ``(N, d)``; returns ``(N, d)`` or anything broadcasting."""
@@ -77,8 +67,10 @@ class GaussianChain:
         self.scale_fn = scale_fn
         self.num_steps = require_int(num_steps, "num_steps", minimum=1)
         self.dim = require_int(dim, "dim", minimum=1)
-        tau = as_float64(temperature, "temperature", ndim=0)
-        self.temperature = float(require_positive(tau, "temperature"))
+        tau = require_finite_float(temperature, "temperature")
+        if not tau > 0:
+            raise ValueError(f"temperature: must be strictly positive, got {tau!r}")
+        self.temperature = tau
 
     def transition(self, x_t: ArrayLike, t: int) -> DiagGaussian:
         """The law of ``x_{t-1}`` given ``x_t``: ``N(m(x_t, t), (tau s(x_t, t))^2)``, batch (N,)."""
@@ -97,29 +89,47 @@ class GaussianChain:
         law = self.transition(x_t, t)
         return law.mean + law.scale * np.asarray(eps, dtype=np.float64)
 
+    # ------------------------------------------------------------ trajectories
+    def check_start(self, x_T: ArrayLike, name: str = "x_T") -> FloatArray:
+        """``x_T`` as a finite float64 ``(N, d)`` array, raising ``ValueError`` naming
+        ``name`` otherwise."""
+        x = as_float64(x_T, name, ndim=2)
+        if x.shape[1] != self.dim:
+            raise ValueError(f"{name}: expected (N, {self.dim}), got {x.shape}")
+        return x
+
+    def check_noise(self, eps: ArrayLike, x: FloatArray, name: str = "eps",
+                    steps: int | None = None) -> FloatArray:
+        """Step noise for a trajectory from ``x`` ``(N, d)``: a finite float64
+        ``(steps, N, d)`` array (``steps=None``: any number up to T), raising ``ValueError``
+        naming ``name`` otherwise."""
+        e = as_float64(eps, name, ndim=3)
+        limit = self.num_steps if steps is None else steps
+        ok_steps = e.shape[0] <= limit if steps is None else e.shape[0] == steps
+        if not ok_steps or e.shape[1:] != x.shape:
+            want = f"<= {limit}" if steps is None else f"{steps}"
+            raise ValueError(f"{name}: expected ({want}, {x.shape[0]}, {self.dim}), got "
+                             f"{e.shape}")
+        return e
+
     def trajectory_from_noise(self, x_T: ArrayLike, eps: ArrayLike) -> FloatArray:
-        """All states ``x_T, x_{T-1}, ..., x_{T - len(eps)}``: shape ``(len(eps) + 1, N, d)``.
+        """All states ``x_T, x_{T-1}, ..., x_{T - len(eps)}``: shape ``(len(eps) + 1, N, d)``,
+        ``x_{t-1} = m(x_t, t) + tau s(x_t, t) eps_t`` step by step.
 
         ``eps[i]`` is ``eps_{T-i}``; pass all T of them to reach ``x_0``.
         """
-        x = as_float64(x_T, "x_T", ndim=2)
-        if x.shape[1] != self.dim:
-            raise ValueError(f"x_T: expected (N, {self.dim}), got {x.shape}")
-        e = as_float64(eps, "eps", ndim=3)
-        if e.shape[0] > self.num_steps or e.shape[1:] != x.shape:
-            raise ValueError(f"eps: expected (<= {self.num_steps}, {x.shape[0]}, {self.dim}), "
-                             f"got {e.shape}")
+        x = self.check_start(x_T)
+        e = self.check_noise(eps, x)
         states = [x]
         for i in range(e.shape[0]):
             states.append(self.step(states[-1], self.num_steps - i, e[i]))
         return np.stack(states)
 
     def sample_from_noise(self, x_T: ArrayLike, eps: ArrayLike) -> FloatArray:
-        """The token ``x_0`` from ``x_T`` ``(N, d)`` and all T noises ``eps`` ``(T, N, d)``."""
-        e = np.asarray(eps)
-        if e.ndim != 3 or e.shape[0] != self.num_steps:
-            raise ValueError(f"eps: expected ({self.num_steps}, N, {self.dim}), got {e.shape}")
-        return self.trajectory_from_noise(x_T, eps)[-1]
+        """The token ``x_0`` from ``x_T`` ``(N, d)`` and all T noises ``eps`` ``(T, N, d)``: the
+        last state of ``trajectory_from_noise``."""
+        x = self.check_start(x_T)
+        return self.trajectory_from_noise(x, self.check_noise(eps, x, steps=self.num_steps))[-1]
 
     def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
         """``n`` tokens ``(n, d)``; draws ``x_T`` then ``eps`` ``(T, n, d)`` from ``rng``."""
@@ -142,7 +152,9 @@ class GaussianChain:
 
 def transition_log_prob(chain: GaussianChain, x_t: ArrayLike, t: int,
                         x_prev: ArrayLike) -> FloatArray:
-    """``log N(x_{t-1}; m(x_t, t), diag((tau s(x_t, t))^2))`` summed over coordinates.
+    """``log N(x_{t-1}; m(x_t, t), diag((tau s(x_t, t))^2))``
+    ``= sum_j [-z_j^2 / 2 - log(tau s_j) - log(2 pi) / 2]``, ``z = (x_{t-1} - m) / (tau s)``
+    (docs/algorithms.md §4.3).
 
     With equal scales the log-ratio of two such transitions is a difference of squared
     distances over ``2 (tau s)^2`` (proofs/test_log_ratio).
@@ -208,7 +220,8 @@ class LinearGaussianChain(GaussianChain):
 
 
 def require_compatible_chains(draft_chain: GaussianChain, target_chain: GaussianChain) -> None:
-    """Raise unless both are ``GaussianChain``\\ s with the same T and d."""
+    """Raise ``ValueError`` unless both are ``GaussianChain``\\ s with the same T and d (the
+    samplers pair their steps one to one)."""
     for name, chain in (("draft_chain", draft_chain), ("target_chain", target_chain)):
         if not isinstance(chain, GaussianChain):
             raise ValueError(f"{name}: expected a GaussianChain, got {type(chain).__name__}")
@@ -218,139 +231,3 @@ def require_compatible_chains(draft_chain: GaussianChain, target_chain: Gaussian
     if draft_chain.dim != target_chain.dim:
         raise ValueError(f"target_chain: dim {target_chain.dim} differs from the draft's "
                          f"{draft_chain.dim}")
-
-
-# --------------------------------------------------------------------- aligned trajectories
-def aligned_last_steps(draft_chain: GaussianChain, target_chain: GaussianChain,
-                       x_T: ArrayLike, shared_eps: ArrayLike) -> tuple[DiagGaussian, DiagGaussian]:
-    """Run both chains on the same ``x_T`` and ``eps_T .. eps_2`` and return their last-step
-    Gaussians ``(q_last, p_last)``, each with batch ``(N,)``."""
-    T = draft_chain.num_steps
-    if np.ndim(shared_eps) != 3 or np.shape(shared_eps)[0] != T - 1:
-        raise ValueError(f"shared_eps: expected shape ({T - 1}, N, d) (eps_T .. eps_2), "
-                         f"got {np.shape(shared_eps)}")
-    x1_q = draft_chain.trajectory_from_noise(x_T, shared_eps)[-1]
-    x1_p = target_chain.trajectory_from_noise(x_T, shared_eps)[-1]
-    return draft_chain.transition(x1_q, 1), target_chain.transition(x1_p, 1)
-
-
-def aligned_speculative_sample_from_noise(
-    draft_chain: GaussianChain, target_chain: GaussianChain, x_T: ArrayLike,
-    shared_eps: ArrayLike, draft_last_normals: ArrayLike, accept_uniforms: ArrayLike,
-    residual_noise: ResidualNoise, *, residual: str = "auto",
-    max_trials: int = DEFAULT_MAX_TRIALS,
-) -> SpeculativeResult:
-    """Aligned-trajectory speculative sampling as a pure function of its noise
-    (docs/algorithms.md §4.2, noise layout in docs/noise.md §2).
-
-    Args:
-        x_T: ``(N, d)`` shared start.
-        shared_eps: ``(T - 1, N, d)``: ``eps_T .. eps_2``, shared by both chains.
-        draft_last_normals: ``(N, d)``: the draft's own ``eps_1``.
-        accept_uniforms: ``(N,)``.
-        residual_noise: proposals for the last-step residual (unused by reflection).
-        residual: as in ``speculative_sample``; ``"auto"`` uses reflection when the two
-            last-step scales are equal.
-    """
-    require_compatible_chains(draft_chain, target_chain)
-    q_last, p_last = aligned_last_steps(draft_chain, target_chain, x_T, shared_eps)
-    n = q_last.batch_shape[0]
-    return speculative_sample_from_noise(q_last, p_last, np.zeros(n), draft_last_normals,
-                                         accept_uniforms, residual_noise, residual=residual,
-                                         max_trials=max_trials)
-
-
-def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                               rng: np.random.Generator, *, residual: str = "auto",
-                               max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
-    """Draw ``n`` target tokens by aligned trajectories; noise from ``rng`` in the order
-    ``x_T``, shared ``eps_T .. eps_2``, draft ``eps_1``, acceptance uniforms, residual."""
-    require_compatible_chains(draft_chain, target_chain)
-    n = require_int(n, "n")
-    rng = require_generator(rng)
-    d, T = draft_chain.dim, draft_chain.num_steps
-    x_T = rng.standard_normal((n, d))
-    shared = rng.standard_normal((T - 1, n, d))
-    eps_1 = rng.standard_normal((n, d))
-    u = rng.random(n)
-    return aligned_speculative_sample_from_noise(
-        draft_chain, target_chain, x_T, shared, eps_1, u, ResidualNoiseGenerator(rng, d),
-        residual=residual, max_trials=max_trials)
-
-
-# --------------------------------------------------------------------- joint criterion
-def joint_speculative_sample_from_noise(
-    draft_chain: GaussianChain, target_chain: GaussianChain, x_T: ArrayLike,
-    draft_eps: ArrayLike, accept_uniforms: ArrayLike, residual_noise: ResidualNoise, *,
-    residual: str = "batched", max_trials: int = DEFAULT_MAX_TRIALS,
-) -> SpeculativeResult:
-    """Whole-trajectory speculative sampling as a pure function of its noise
-    (docs/algorithms.md §4.3, noise layout in docs/noise.md §2).
-
-    The draft runs its own trajectory from ``x_T`` with ``draft_eps`` ``(T, N, d)``; it is
-    accepted iff ``log u < trajectory_log_ratio``. A rejected row proposes whole target
-    trajectories (``residual_noise`` items of ``(T + 1) d`` normals: ``x_T`` then
-    ``eps_T .. eps_1``) accepted with probability ``(1 - q(traj)/p(traj))^+``.
-
-    Args:
-        residual: ``"batched"`` or ``"loop"`` (reflection does not apply to trajectories).
-    """
-    require_compatible_chains(draft_chain, target_chain)
-    if residual not in ("batched", "loop"):
-        raise ValueError(f"residual: the joint criterion supports 'batched' or 'loop', "
-                         f"got {residual!r}")
-    max_trials = require_int(max_trials, "max_trials", minimum=1)
-    T, d = target_chain.num_steps, target_chain.dim
-    states = draft_chain.trajectory_from_noise(x_T, draft_eps)
-    if states.shape[0] != T + 1:
-        raise ValueError(f"draft_eps: expected {T} steps, got {states.shape[0] - 1}")
-    n = states.shape[1]
-    u = require_open_unit_interval(
-        require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=1), (n,),
-                      "accept_uniforms"), "accept_uniforms")
-    accepted = accept_from_uniforms(trajectory_log_ratio(draft_chain, target_chain, states), u)
-    samples = states[-1].copy()
-    trials = np.zeros(n, dtype=np.int64)
-    rejected = np.flatnonzero(~accepted)
-    if rejected.size:
-        stream = RowSubsetNoise(residual_noise, rejected)
-
-        def propose(rows: IntArray, start: int,
-                    k: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-            _, normals, accept_u = stream.take(rows, start, k)
-            m, k_drawn = accept_u.shape
-            if normals.shape[-1] != (T + 1) * d:
-                raise ValueError(f"residual_noise: items must hold (T + 1) * d = {(T + 1) * d} "
-                                 f"normals, got {normals.shape[-1]}")
-            flat = normals.reshape(m * k_drawn, T + 1, d)
-            traj = target_chain.trajectory_from_noise(flat[:, 0], flat[:, 1:].transpose(1, 0, 2))
-            log_p = target_chain.trajectory_log_prob(traj).reshape(m, k_drawn)
-            log_q = draft_chain.trajectory_log_prob(traj).reshape(m, k_drawn)
-            return traj[-1].reshape(m, k_drawn, d), log_q - log_p, accept_u
-
-        engine = (first_success_residual_batched if residual == "batched"
-                  else first_success_residual_loop)
-        try:
-            values, used = engine(rejected.size, (d,), propose, max_trials=max_trials)
-        except ResidualBudgetExceeded as exc:
-            raise ResidualBudgetExceeded(rejected[exc.unfinished_rows], exc.max_trials) from None
-        samples[rejected] = values
-        trials[rejected] = used
-    return SpeculativeResult(samples=samples, accepted=accepted, trials=trials)
-
-
-def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                             rng: np.random.Generator, *, residual: str = "batched",
-                             max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
-    """Draw ``n`` target tokens with the joint-trajectory criterion; noise from ``rng`` in the
-    order ``x_T``, draft ``eps`` ``(T, n, d)``, acceptance uniforms, residual trajectories."""
-    require_compatible_chains(draft_chain, target_chain)
-    n = require_int(n, "n")
-    rng = require_generator(rng)
-    d, T = draft_chain.dim, draft_chain.num_steps
-    x_T = rng.standard_normal((n, d))
-    eps = rng.standard_normal((T, n, d))
-    u = rng.random(n)
-    return joint_speculative_sample_from_noise(
-        draft_chain, target_chain, x_T, eps, u, ResidualNoiseGenerator(rng, (T + 1) * d),
-        residual=residual, max_trials=max_trials)

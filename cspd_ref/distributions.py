@@ -35,12 +35,22 @@ from cspd_ref.validation import (
     FloatArray,
     IntArray,
     as_float64,
+    check_gaussian_parameters,
+    check_mixture_parameters,
     require_generator,
     require_int,
-    require_positive,
-    require_probability_vector,
 )
 
+__all__ = [
+    "HALF_LOG_TWO_PI",
+    "DiagGaussian",
+    "GaussianMixture",
+    "logsumexp",
+    "require_mixture",
+    "require_same_event",
+]
+
+#: ``log(2 pi) / 2``, the constant of every Gaussian log-density.
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -82,25 +92,7 @@ class GaussianMixture:
     def __init__(self, weights: ArrayLike, means: ArrayLike, scales: ArrayLike, *,
                  validate_args: bool = True) -> None:
         if validate_args:
-            w = as_float64(weights, "weights", min_ndim=1)
-            m = as_float64(means, "means", min_ndim=2)
-            s = as_float64(scales, "scales", min_ndim=2)
-            if m.shape[:-1] != w.shape:
-                raise ValueError(
-                    f"means: expected shape {w.shape} + (d,) to match weights {w.shape}, "
-                    f"got {m.shape}"
-                )
-            if s.shape != m.shape:
-                raise ValueError(f"scales: expected shape {m.shape} (as means), got {s.shape}")
-            if m.shape[-1] < 1:
-                raise ValueError("means: the event dimension d must be at least 1")
-            if w.shape[-1] < 1:
-                raise ValueError("weights: at least one component is required")
-            require_positive(s, "scales")
-            source = np.asarray(weights).dtype
-            require_probability_vector(w, "weights", source_dtype=source)
-            if source != np.float64 and np.issubdtype(source, np.floating):
-                w = w / w.sum(axis=-1, keepdims=True)  # the law of lower-precision weights
+            w, m, s = check_mixture_parameters(weights, means, scales)
         else:
             w = np.asarray(weights, dtype=np.float64)
             m = np.asarray(means, dtype=np.float64)
@@ -316,11 +308,7 @@ class DiagGaussian(GaussianMixture):
 
     def __init__(self, mean: ArrayLike, scale: ArrayLike, *, validate_args: bool = True) -> None:
         if validate_args:
-            m = as_float64(mean, "mean", min_ndim=1)
-            s = as_float64(scale, "scale", min_ndim=1)
-            if s.shape != m.shape:
-                raise ValueError(f"scale: expected shape {m.shape} (as mean), got {s.shape}")
-            require_positive(s, "scale")
+            m, s = check_gaussian_parameters(mean, scale)
         else:
             m = np.asarray(mean, dtype=np.float64)
             s = np.asarray(scale, dtype=np.float64)

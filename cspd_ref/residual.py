@@ -38,8 +38,8 @@ from cspd_ref.validation import (
     IntArray,
     as_float64,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
-    require_open_unit_interval,
     require_shape,
 )
 
@@ -157,13 +157,13 @@ class ResidualNoiseArrays:
 
     def __init__(self, component_uniforms: ArrayLike, normals: ArrayLike,
                  accept_uniforms: ArrayLike) -> None:
-        self.component_uniforms = require_open_unit_interval(
+        self.component_uniforms = require_half_open_unit_interval(
             as_float64(component_uniforms, "component_uniforms", ndim=2), "component_uniforms")
         n, m = self.component_uniforms.shape
         self.normals = as_float64(normals, "normals", ndim=3)
         if self.normals.shape[:2] != (n, m):
             raise ValueError(f"normals: expected shape ({n}, {m}, d), got {self.normals.shape}")
-        self.accept_uniforms = require_open_unit_interval(
+        self.accept_uniforms = require_half_open_unit_interval(
             require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=2), (n, m),
                           "accept_uniforms"), "accept_uniforms")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from cspd_ref.ar import ar_speculative_decode
 from cspd_ref.cases import ARCase, Case, DiffusionCase
-from cspd_ref.diffusion import aligned_speculative_sample, joint_speculative_sample
+from cspd_ref.diffusion_sampling import aligned_speculative_sample, joint_speculative_sample
 from cspd_ref.speculative import SpeculativeResult, speculative_sample
 
 Sampler = Callable[[Any, int, int], Any]

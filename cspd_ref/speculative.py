@@ -60,9 +60,10 @@ from cspd_ref.validation import (
     FloatArray,
     IntArray,
     as_float64,
+    require_batch_shape,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
-    require_open_unit_interval,
     require_shape,
 )
 
@@ -148,8 +149,7 @@ def check_pair(draft: GaussianMixture, target: GaussianMixture) -> None:
     require_mixture(target, "target")
     require_same_event(draft, target)
     for name, dist in (("draft", draft), ("target", target)):
-        if len(dist.batch_shape) > 1:
-            raise ValueError(f"{name}: batch shape must be () or (n,), got {dist.batch_shape}")
+        require_batch_shape(dist.batch_shape, name)
 
 
 def speculative_sample_from_noise(
@@ -190,18 +190,17 @@ def speculative_sample_from_noise(
     check_pair(draft, target)
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
-    u_c = require_open_unit_interval(
+    u_c = require_half_open_unit_interval(
         as_float64(draft_component_uniforms, "draft_component_uniforms", ndim=1),
         "draft_component_uniforms")
     n = u_c.shape[0]
     z = require_shape(as_float64(draft_normals, "draft_normals", ndim=2), (n, target.dim),
                       "draft_normals")
-    u_acc = require_open_unit_interval(
+    u_acc = require_half_open_unit_interval(
         require_shape(as_float64(accept_uniforms, "accept_uniforms", ndim=1), (n,),
                       "accept_uniforms"), "accept_uniforms")
     for name, dist in (("draft", draft), ("target", target)):
-        if dist.batch_shape not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got {dist.batch_shape}")
+        require_batch_shape(dist.batch_shape, name, n)
     if method != "reflection" and residual_noise is None:
         raise ValueError(f"residual_noise: a noise stream is required for residual={method!r}")
     if residual_noise is not None:

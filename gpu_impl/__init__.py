@@ -3,11 +3,17 @@
 
 Same maths as ``cspd_ref``, batched over (tokens, dim), any device and float dtype, log-space,
 exact residual sampling by batched proposals and by reflection when scales match. Modules mirror
-``cspd_ref`` name for name: ``distributions``, ``speculative`` (acceptance test, whole
-sampler), ``residual`` (residual noise streams, first-success engines, residual samplers),
-``diffusion``, ``ar`` (+ ``ar_model``, ``ar_noise``; AR sequences, docs/algorithms.md §5) and
-``samplers`` (``as_sampler``, ``as_ar_sampler``, the contract of docs/contract.md).
-``ResidualBudgetExceeded`` is ``cspd_ref.ResidualBudgetExceeded`` (one class for both).
+``cspd_ref`` name for name: ``validation``, ``distributions``, ``diffusion`` (chains) and
+``diffusion_sampling`` (the speculative samplers over chains), ``speculative`` (acceptance test,
+whole sampler) and ``residual`` (residual noise streams, first-success engines, residual
+samplers) define the same public names in the same order as their twins (tests/test_mirror.py,
+tests/test_validation.py); ``ar`` and ``ar_noise`` mirror theirs; ``ar_model`` holds
+``MixtureARModel`` as ``cspd_ref.ar_model`` does, plus the batched ``ARModel`` interface and the
+padded ``GroupTable`` (``cspd_ref`` keeps its one-sequence ``ARModel`` and ``GroupSchedule`` in
+``ar``). Plus ``diffusion_health`` (the synchronisation-free fault check of the denoising loops,
+which the reference does not need) and ``samplers`` (``as_sampler``, ``as_ar_sampler``, the
+contract of docs/contract.md). ``ResidualBudgetExceeded`` is ``cspd_ref.ResidualBudgetExceeded``
+(one class for both).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
 ``from_reference``;
@@ -29,9 +35,8 @@ from gpu_impl.ar import (
     ar_speculative_decode_from_noise,
     draw_ar_noise,
 )
-from gpu_impl.diffusion import (
-    GaussianChain,
-    LinearGaussianChain,
+from gpu_impl.diffusion import GaussianChain, LinearGaussianChain
+from gpu_impl.diffusion_sampling import (
     aligned_denoise,
     aligned_speculative_sample,
     aligned_speculative_sample_from_noise,

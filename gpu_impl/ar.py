@@ -161,9 +161,9 @@ def _cat_mixtures(laws: list[GaussianMixture]) -> GaussianMixture:
     """Concatenate mixtures of batch shape ``(N_i,)`` along the batch axis."""
     if len(laws) == 1:
         return laws[0]
-    return GaussianMixture._from_parameters(torch.cat([m.weights for m in laws]),
-                                            torch.cat([m.means for m in laws]),
-                                            torch.cat([m.scales for m in laws]))
+    return GaussianMixture.from_parameters(torch.cat([m.weights for m in laws]),
+                                           torch.cat([m.means for m in laws]),
+                                           torch.cat([m.scales for m in laws]))
 
 
 def _conditionals(model: ARModel, name: str, tokens: Tensor, known: Tensor,

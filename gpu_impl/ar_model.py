@@ -21,7 +21,9 @@ from gpu_impl.distributions import GaussianMixture
 from gpu_impl.speculative import RESIDUAL_METHODS
 from gpu_impl.validation import (
     as_tensor,
+    require_closed_unit_interval,
     require_device,
+    require_finite_float,
     require_floating_dtype,
     require_int,
     require_positive,
@@ -55,13 +57,20 @@ class ARModel(Protocol):
     dim: int
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Device of the tensors ``conditionals`` takes and returns."""
+        ...
 
     @property
-    def dtype(self) -> torch.dtype: ...
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of ``tokens`` and of the returned mixtures."""
+        ...
 
     def conditionals(self, tokens: Tensor, known: Tensor,
-                     positions: Tensor) -> GaussianMixture: ...
+                     positions: Tensor) -> GaussianMixture:
+        """The laws of ``tokens[b, positions[b, i]]`` given the known tokens of row ``b``: a
+        mixture with batch shape ``(B, m)`` (see the class docstring)."""
+        ...
 
 
 def require_ar_model(model: Any, name: str) -> ARModel:
@@ -134,8 +143,8 @@ class MixtureARModel:
         if tuple(self.mean_coupling.shape) != (self.n_components,):
             raise ValueError(f"mean_coupling: expected ({self.n_components},), got "
                              f"{tuple(self.mean_coupling.shape)}")
-        self.weight_coupling = _finite_float(weight_coupling, "weight_coupling")
-        self.scale_coupling = _finite_float(scale_coupling, "scale_coupling")
+        self.weight_coupling = require_finite_float(weight_coupling, "weight_coupling")
+        self.scale_coupling = require_finite_float(scale_coupling, "scale_coupling")
         if not isinstance(validate_args, bool):
             raise ValueError("validate_args: must be a bool")
         self.validate_args = validate_args
@@ -232,18 +241,6 @@ class MixtureARModel:
         return GaussianMixture(weights, means, scales, validate_args=False)
 
 
-def _finite_float(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a real number, got bool")
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: expected a real number, got {type(value).__name__}") from exc
-    if not math.isfinite(out):
-        raise ValueError(f"{name}: must be finite, got {out}")
-    return out
-
-
 # --------------------------------------------------------------------- the padded schedule
 @dataclass(frozen=True)
 class GroupTable:
@@ -300,21 +297,14 @@ class GroupTable:
 
 # --------------------------------------------------------------------- decoding options
 def require_prefill(prefill: Any) -> float:
-    """``prefill`` as a float in [0, 1], raising ``ValueError`` naming ``prefill`` otherwise."""
-    if isinstance(prefill, bool):
-        raise ValueError("prefill: expected a real number in [0, 1], got bool")
+    """``prefill`` as a float in the closed interval [0, 1] (``require_closed_unit_interval``;
+    a one-element tensor is read with ``.item()``), raising ``ValueError`` naming ``prefill``
+    otherwise."""
     if isinstance(prefill, Tensor):
         if prefill.numel() != 1:
             raise ValueError("prefill: expected a scalar")
         prefill = prefill.item()
-    try:
-        value = float(prefill)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"prefill: expected a real number in [0, 1], got "
-                         f"{type(prefill).__name__}") from exc
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"prefill: must lie in [0, 1], got {value}")
-    return value
+    return require_closed_unit_interval(prefill, "prefill")
 
 
 def check_decode_options(gamma: Any, prefill: Any, bonus_group: Any, residual: Any,

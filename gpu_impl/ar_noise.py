@@ -47,8 +47,8 @@ from gpu_impl.validation import (
     as_tensor,
     require_device,
     require_floating_dtype,
+    require_half_open_unit_interval,
     require_int,
-    require_unit_interval,
 )
 
 __all__ = ["DEFAULT_RESIDUAL_TRIALS", "ARDecodeTrace", "ARNoise", "DecodeNoise", "draw_ar_noise"]
@@ -97,7 +97,7 @@ class ARNoise:
                                  f"target_component_uniforms' {dtype}")
             device, dtype = tensor.device, tensor.dtype
             if f.name in UNIFORM_FIELDS:
-                require_unit_interval(tensor, f.name)
+                require_half_open_unit_interval(tensor, f.name)
             object.__setattr__(self, f.name, tensor)
         n, L, d = (int(s) for s in self.target_normals.shape)
         P, gamma, S = (int(s) for s in self.draft_component_uniforms.shape[1:])
@@ -270,7 +270,7 @@ def sample_law(law: GaussianMixture, generator: torch.Generator) -> Tensor:
     ct = law.compute_dtype
     u = torch.rand(shape, generator=generator, device=law.device, dtype=ct)
     z = torch.randn((*shape, law.dim), generator=generator, device=law.device, dtype=ct)
-    return law._sample_from_noise(u, z)
+    return law.sample_from_noise_unchecked(u, z)
 
 
 class DecodeNoise(Protocol):
@@ -342,11 +342,11 @@ class ArrayDecodeNoise:
     def target_sample(self, law: GaussianMixture, rows: Tensor, pos: Tensor) -> Tensor:
         """Target-alone tokens ``(B, P, d)`` from ``target_*[rows, pos]``."""
         r = rows[:, None]
-        return law._sample_from_noise(self.target_u[r, pos], self.target_z[r, pos])
+        return law.sample_from_noise_unchecked(self.target_u[r, pos], self.target_z[r, pos])
 
     def draft_sample(self, law: GaussianMixture, rows: Tensor, r: int, j: int) -> Tensor:
         """Draft tokens ``(B, S, d)`` of round ``r``, step ``j`` from ``draft_*[rows, r, j]``."""
-        return law._sample_from_noise(self.draft_u[rows, r, j], self.draft_z[rows, r, j])
+        return law.sample_from_noise_unchecked(self.draft_u[rows, r, j], self.draft_z[rows, r, j])
 
     def accept_uniforms(self, rows: Tensor, r: int, steps: Tensor, slots: Tensor) -> Tensor:
         """``accept_uniforms[rows, r, steps, slots]``."""
@@ -392,8 +392,8 @@ class TraceRecorder:
         u = self.source.residual_u[seq, at, :t_max].to(target.device)
         z = self.source.residual_z[seq, at, :t_max].to(target.device)
         p, q = rows_of(target, rejected), rows_of(draft, rejected)
-        y = p._sample_from_noise(u, z)
-        ratios = p._log_prob(y) - q._log_prob(y)                          # (m, t_max)
+        y = p.sample_from_noise_unchecked(u, z)
+        ratios = p.log_prob_unchecked(y) - q.log_prob_unchecked(y)           # (m, t_max)
         examined = torch.arange(t_max, device=ratios.device)[None, :] < used[:, None]
         self.residual_log_ratios[seq, at, :t_max] = torch.where(
             examined, ratios, float("nan")).to(self.residual_log_ratios)

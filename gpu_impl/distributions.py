@@ -1,43 +1,51 @@
 """Token distributions over tensors: diagonal Gaussian mixtures, any device and dtype
 (docs/algorithms.md §2).
 
-The PyTorch counterpart of ``cspd_ref.distributions``. A ``GaussianMixture`` has parameters
-
-* ``weights`` of shape ``(*batch, K)`` — non-negative, summing to 1 over K,
-* ``means`` of shape ``(*batch, K, d)``,
-* ``scales`` of shape ``(*batch, K, d)`` — standard deviations (not variances), positive,
-
-and density ``p(x) = sum_k w_k prod_j N(x_j; mu_kj, s_kj^2)``. It is a
-``torch.distributions.Distribution`` with ``batch_shape == weights.shape[:-1]`` and
-``event_shape == (d,)``. Log-densities are a logsumexp over components
-``log w_k - 1/2 sum_j z_kj^2 - sum_j log s_kj - d/2 log(2 pi)``, ``z = (x - mu_k) / s_k``;
-nothing exponentiates a density before a ratio is formed. For float16/bfloat16 parameters the
-log-density is computed (and returned) in float32.
-
-Sampling is a pure function of explicit noise (``sample_from_noise``) with exactly the
-reference's inverse-CDF component rule ``k = #{j < K-1 : u >= W_j}``, ``W = cumsum(w)``, so the
-reference and this implementation produce the same sample from the same noise.
+The PyTorch twin of ``cspd_ref.distributions``: a ``GaussianMixture`` with weights
+``(*batch, K)``, means and scales (standard deviations) ``(*batch, K, d)`` has density
+``p(x) = sum_k w_k prod_j N(x_j; mu_kj, s_kj^2)``; it is a ``torch.distributions.Distribution``
+with ``batch_shape == weights.shape[:-1]`` and ``event_shape == (d,)``. Log-densities are a
+logsumexp over components ``log w_k - 1/2 sum_j z_kj^2 - sum_j log s_kj - d/2 log(2 pi)``,
+``z = (x - mu_k) / s_k``, in float32 for 16-bit parameters; nothing exponentiates a density
+before a ratio is formed. Sampling is a pure function of explicit noise with the reference's
+inverse-CDF component rule ``k = #{j < K-1 : u >= W_j}``, ``W = cumsum(w)``, so both packages
+produce the same sample from the same noise. The parameter checks are
+``gpu_impl.validation.check_mixture_parameters`` / ``check_gaussian_parameters``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
+from torch.distributions.constraints import Constraint
 
 from gpu_impl.validation import (
     as_tensor,
+    check_gaussian_parameters,
+    check_mixture_parameters,
     compute_dtype,
+    require_event_tensor,
     require_floating_dtype,
-    require_positive,
-    require_probability_vector,
-    require_unit_interval,
+    require_half_open_unit_interval,
     same_device,
 )
 
+__all__ = [
+    "HALF_LOG_TWO_PI",
+    "VALIDATE_ARGS_DEFAULT",
+    "DiagGaussian",
+    "GaussianMixture",
+    "from_reference",
+    "logsumexp",
+    "require_mixture",
+    "require_same_event",
+]
+
+#: ``log(2 pi) / 2``, the constant of every Gaussian log-density.
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 _Size = torch.Size | tuple[int, ...] | list[int]
@@ -51,8 +59,10 @@ _EMPTY_SIZE = torch.Size()
 VALIDATE_ARGS_DEFAULT = True
 
 
-def _default_validate() -> bool:
-    return VALIDATE_ARGS_DEFAULT
+def logsumexp(values: Tensor, axis: int = -1, keepdims: bool = False) -> Tensor:
+    """``log(sum(exp(values)))`` along ``axis``, stable; all ``-inf`` gives ``-inf``
+    (``torch.logsumexp``; the twin of ``cspd_ref.distributions.logsumexp``)."""
+    return torch.logsumexp(values, dim=axis, keepdim=keepdims)
 
 
 class GaussianMixture(Distribution):
@@ -78,11 +88,13 @@ class GaussianMixture(Distribution):
             non-floating (bool, complex) inputs.
     """
 
-    arg_constraints = {  # noqa: RUF012  (torch.distributions convention)
-        "weights": constraints.simplex,
-        "means": constraints.independent(constraints.real, 1),
-        "scales": constraints.independent(constraints.positive, 1),
-    }
+    #: No torch constraints: the parameters are checked by ``check_mixture_parameters``, whose
+    #: ``ValueError`` starts with the argument's name (docs/contract.md §4) and whose weight
+    #: tolerance follows the dtype. torch's machinery would raise "Expected parameter weights
+    #: ... to satisfy the constraint Simplex()" with a fixed 1e-6 tolerance, check no shape,
+    #: dtype or device, and follow a global switch that ``torch.compile`` turns off. (An empty
+    #: dict, as torch asks of distributions that do not use it; ``support`` is still declared.)
+    arg_constraints: ClassVar[dict[str, Constraint]] = {}
     support = constraints.independent(constraints.real, 1)
     has_rsample = False
 
@@ -92,9 +104,9 @@ class GaussianMixture(Distribution):
 
     def __init__(self, weights: Any, means: Any, scales: Any, *,
                  validate_args: bool | None = None) -> None:
-        validate = _default_validate() if validate_args is None else bool(validate_args)
+        validate = VALIDATE_ARGS_DEFAULT if validate_args is None else bool(validate_args)
         if validate:
-            w, m, s = _checked_parameters(weights, means, scales)
+            w, m, s = check_mixture_parameters(weights, means, scales)
         else:
             w, m, s = weights, means, scales
         self.weights = w
@@ -105,14 +117,6 @@ class GaussianMixture(Distribution):
         self._validate_args = validate
 
     # ----------------------------------------------------------------- construction helpers
-    @classmethod
-    def from_reference(cls, mixture: Any, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32, *,
-                       validate_args: bool | None = None) -> GaussianMixture:
-        """Build from a ``cspd_ref.GaussianMixture`` (float64 NumPy parameters), cast to
-        ``dtype`` on ``device``. A reference ``DiagGaussian`` becomes a ``DiagGaussian``."""
-        return from_reference(mixture, device, dtype, validate_args=validate_args)
-
     def to_reference(self) -> Any:
         """The float64 ``cspd_ref.GaussianMixture`` with these parameters (host copy)."""
         from cspd_ref.distributions import GaussianMixture as RefMixture
@@ -124,15 +128,19 @@ class GaussianMixture(Distribution):
     def to(self, device: torch.device | str | None = None,
            dtype: torch.dtype | None = None) -> GaussianMixture:
         """A copy with parameters moved/cast (no validation: the values are unchanged)."""
-        return type(self)._from_parameters(self.weights.to(device=device, dtype=dtype),
-                                           self.means.to(device=device, dtype=dtype),
-                                           self.scales.to(device=device, dtype=dtype),
-                                           self._validate_args)
+        return type(self).from_parameters(self.weights.to(device=device, dtype=dtype),
+                                          self.means.to(device=device, dtype=dtype),
+                                          self.scales.to(device=device, dtype=dtype),
+                                          self._validate_args)
 
     @classmethod
-    def _from_parameters(cls, weights: Tensor, means: Tensor, scales: Tensor,
-                         validate_args: bool = False) -> GaussianMixture:
-        """Build an instance of ``cls`` from already-checked parameters (no validation)."""
+    def from_parameters(cls, weights: Tensor, means: Tensor, scales: Tensor,
+                        validate_args: bool = False) -> GaussianMixture:
+        """An instance of ``cls`` over already-checked parameter tensors, without validation
+        (no device synchronisation): ``weights`` ``(*batch, K)``, ``means`` and ``scales``
+        ``(*batch, K, d)``, one dtype and device. For code that derives parameters from
+        validated ones (concatenation, indexing, a model's conditionals); ``validate_args``
+        only sets what ``log_prob`` and ``sample_from_noise`` check later."""
         out = GaussianMixture.__new__(cls)
         GaussianMixture.__init__(out, weights, means, scales, validate_args=False)
         out._validate_args = validate_args
@@ -194,16 +202,16 @@ class GaussianMixture(Distribution):
         Always returns a plain ``GaussianMixture`` (the K = 1 subclass is kept when it applies).
         """
         cls = DiagGaussian if isinstance(self, DiagGaussian) else GaussianMixture
-        return cls._from_parameters(self.weights[index], self.means[index], self.scales[index])
+        return cls.from_parameters(self.weights[index], self.means[index], self.scales[index])
 
     def expand(self, batch_shape: _Size, _instance: Any = None) -> GaussianMixture:
         """Broadcast to ``batch_shape`` (views, no copy), as ``Distribution.expand``."""
         batch_shape = torch.Size(batch_shape)
         k, d = self.n_components, self.dim
-        return type(self)._from_parameters(self.weights.expand(*batch_shape, k),
-                                           self.means.expand(*batch_shape, k, d),
-                                           self.scales.expand(*batch_shape, k, d),
-                                           self._validate_args)
+        return type(self).from_parameters(self.weights.expand(*batch_shape, k),
+                                          self.means.expand(*batch_shape, k, d),
+                                          self.scales.expand(*batch_shape, k, d),
+                                          self._validate_args)
 
     # ----------------------------------------------------------------- densities
     def component_log_prob(self, value: Tensor) -> Tensor:
@@ -220,11 +228,17 @@ class GaussianMixture(Distribution):
         log_norm = torch.log(scales).sum(dim=-1) + self.dim * HALF_LOG_TWO_PI
         return -0.5 * (z * z).sum(dim=-1) - log_norm + torch.log(self.weights.to(ct))
 
-    def _log_prob(self, value: Tensor) -> Tensor:
-        """``log_prob`` without validation (no device synchronisation)."""
+    def log_prob_unchecked(self, value: Tensor) -> Tensor:
+        """``log_prob`` without validation, hence without device synchronisation: the form
+        the samplers use inside their loops (docs/algorithms.md §7).
+
+        ``logsumexp_k`` of ``component_log_prob(value)`` (for K = 1 the single component's
+        term), shape ``(*sample, *batch)`` in ``compute_dtype``. ``value`` must be a floating
+        tensor on this device whose shape ends in ``d`` and broadcasts with the batch shape.
+        """
         if self.is_single_gaussian:
             return self.component_log_prob(value)[..., 0]
-        return torch.logsumexp(self.component_log_prob(value), dim=-1)
+        return logsumexp(self.component_log_prob(value), axis=-1)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``log p(x) = logsumexp_k(log w_k + sum_j log N(x_j; mu_kj, s_kj^2))``
@@ -242,25 +256,12 @@ class GaussianMixture(Distribution):
         """
         if self._validate_args:
             self._validate_sample(value)
-        return self._log_prob(value)
+        return self.log_prob_unchecked(value)
 
     def _validate_sample(self, value: Tensor) -> None:
-        if not isinstance(value, Tensor):
-            raise ValueError(f"value: expected a torch.Tensor, got {type(value).__name__}")
-        if not value.dtype.is_floating_point:
-            raise ValueError(f"value: expected a floating tensor, got dtype {value.dtype}")
-        if not same_device(value.device, self.device):
-            raise ValueError(f"value: is on device {value.device}, expected {self.device}")
-        if value.ndim < 1 or value.shape[-1] != self.dim:
-            raise ValueError(f"value: expected a last axis of size d={self.dim}, got shape "
-                             f"{tuple(value.shape)}")
-        try:
-            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
-        except RuntimeError as exc:
-            raise ValueError(f"value: shape {tuple(value.shape)} does not broadcast with batch "
-                             f"shape {tuple(self.batch_shape)}") from exc
-        if bool(torch.isnan(value).any()):
-            raise ValueError("value: contains NaN")
+        """The ``torch.distributions`` hook that checks a ``value`` passed to ``log_prob``
+        (``require_event_tensor``)."""
+        require_event_tensor(value, "value", self.dim, self.batch_shape, self.device)
 
     # ----------------------------------------------------------------- sampling
     def component_index_from_uniforms(self, component_uniforms: Tensor) -> Tensor:
@@ -290,13 +291,17 @@ class GaussianMixture(Distribution):
             ``(*sample, *batch, d)`` samples in the parameter dtype.
         """
         if self._validate_args:
-            require_unit_interval(component_uniforms, "component_uniforms")
+            require_half_open_unit_interval(component_uniforms, "component_uniforms")
             if not bool(torch.isfinite(normals).all()):
                 raise ValueError("normals: contains NaN or infinite values")
-        return self._sample_from_noise(component_uniforms, normals)
+        return self.sample_from_noise_unchecked(component_uniforms, normals)
 
-    def _sample_from_noise(self, component_uniforms: Tensor, normals: Tensor) -> Tensor:
-        """``sample_from_noise`` without value checks (no device synchronisation)."""
+    def sample_from_noise_unchecked(self, component_uniforms: Tensor, normals: Tensor) -> Tensor:
+        """``sample_from_noise`` without value checks, hence without device synchronisation
+        (docs/algorithms.md §7): ``x = mu_k + s_k z`` with ``k`` from
+        ``component_index_from_uniforms``, computed in ``compute_dtype`` and returned in the
+        parameter dtype. Only the shape of ``normals`` (``(*u.shape, d)``) is checked; the
+        uniforms must lie in [0, 1) and the normals be finite."""
         u, z = component_uniforms, normals
         if tuple(z.shape) != (*u.shape, self.dim):
             raise ValueError(f"normals: expected shape {(*u.shape, self.dim)}, got "
@@ -326,7 +331,7 @@ class GaussianMixture(Distribution):
         ct = self.compute_dtype
         u = torch.rand(shape, generator=generator, device=self.device, dtype=ct)
         z = torch.randn((*shape, self.dim), generator=generator, device=self.device, dtype=ct)
-        return self._sample_from_noise(u, z)
+        return self.sample_from_noise_unchecked(u, z)
 
 
 class DiagGaussian(GaussianMixture):
@@ -341,17 +346,9 @@ class DiagGaussian(GaussianMixture):
     has_rsample = True
 
     def __init__(self, mean: Any, scale: Any, *, validate_args: bool | None = None) -> None:
-        validate = _default_validate() if validate_args is None else bool(validate_args)
+        validate = VALIDATE_ARGS_DEFAULT if validate_args is None else bool(validate_args)
         if validate:
-            m = as_tensor(mean, "mean", min_ndim=1)
-            if (isinstance(scale, Tensor) and scale.dtype.is_floating_point
-                    and scale.dtype != m.dtype):
-                raise ValueError(f"scale: dtype {scale.dtype} differs from mean's {m.dtype}")
-            s = as_tensor(scale, "scale", min_ndim=1, dtype=m.dtype, device=m.device)
-            if s.shape != m.shape:
-                raise ValueError(f"scale: expected shape {tuple(m.shape)} (as mean), got "
-                                 f"{tuple(s.shape)}")
-            require_positive(s, "scale")
+            m, s = check_gaussian_parameters(mean, scale)
         else:
             m, s = mean, scale
         weights = torch.ones((*m.shape[:-1], 1), dtype=m.dtype, device=m.device)
@@ -391,41 +388,6 @@ class DiagGaussian(GaussianMixture):
         """As ``GaussianMixture.sample`` (uniforms drawn too, so the streams stay aligned)."""
         with torch.no_grad():
             return super().sample(sample_shape, generator)
-
-
-def _checked_parameters(weights: Any, means: Any, scales: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate and convert mixture parameters (docs/contract.md §4); returns ``(w, m, s)``."""
-    tensors = {name: v for name, v in (("weights", weights), ("means", means),
-                                       ("scales", scales)) if isinstance(v, Tensor)}
-    device = next(iter(tensors.values())).device if tensors else None
-    floating = [(n, t.dtype) for n, t in tensors.items() if t.dtype.is_floating_point]
-    if floating:
-        dtype = floating[0][1]
-        for name, dt in floating[1:]:
-            if dt != dtype:
-                raise ValueError(f"{name}: dtype {dt} differs from {floating[0][0]}'s {dtype}")
-    else:
-        dtype = None
-    for name, t in tensors.items():
-        if device is not None and not same_device(t.device, device):
-            raise ValueError(f"{name}: is on device {t.device}, expected {device}")
-    m = as_tensor(means, "means", min_ndim=2, dtype=dtype, device=device)
-    dtype = m.dtype
-    w = as_tensor(weights, "weights", min_ndim=1, dtype=dtype, device=m.device)
-    s = as_tensor(scales, "scales", min_ndim=2, dtype=dtype, device=m.device)
-    if m.shape[:-1] != w.shape:
-        raise ValueError(f"means: expected shape {tuple(w.shape)} + (d,) to match weights "
-                         f"{tuple(w.shape)}, got {tuple(m.shape)}")
-    if s.shape != m.shape:
-        raise ValueError(f"scales: expected shape {tuple(m.shape)} (as means), got "
-                         f"{tuple(s.shape)}")
-    if m.shape[-1] < 1:
-        raise ValueError("means: the event dimension d must be at least 1")
-    if w.shape[-1] < 1:
-        raise ValueError("weights: at least one component is required")
-    require_positive(s, "scales")
-    require_probability_vector(w, "weights")
-    return w, m, s
 
 
 def from_reference(mixture: Any, device: torch.device | str | None = None,

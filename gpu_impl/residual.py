@@ -46,9 +46,9 @@ from gpu_impl.validation import (
     as_tensor,
     compute_dtype,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
     require_shape,
-    require_unit_interval,
 )
 
 ResidualMethod = Literal["auto", "loop", "batched", "reflection"]
@@ -139,14 +139,14 @@ class ResidualNoiseArrays:
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
         u_c = as_tensor(component_uniforms, "component_uniforms", ndim=2, device=device)
-        require_unit_interval(u_c, "component_uniforms")
+        require_half_open_unit_interval(u_c, "component_uniforms")
         n, m = u_c.shape
         z = as_tensor(normals, "normals", ndim=3, device=u_c.device)
         if tuple(z.shape[:2]) != (n, m):
             raise ValueError(f"normals: expected shape ({n}, {m}, D), got {tuple(z.shape)}")
         u_a = as_tensor(accept_uniforms, "accept_uniforms", ndim=2, device=u_c.device)
         require_shape(u_a, (n, m), "accept_uniforms")
-        require_unit_interval(u_a, "accept_uniforms")
+        require_half_open_unit_interval(u_a, "accept_uniforms")
         dtype = dtype or u_c.dtype
         self.component_uniforms = u_c.to(dtype)
         self.normals = z.to(dtype)
@@ -344,8 +344,10 @@ def token_proposal_fn(draft: GaussianMixture, target: GaussianMixture,
                              f"{normals.shape[-1]}")
         p_rows = rows_of(target, rows)
         q_rows = rows_of(draft, rows)
-        y = p_rows._sample_from_noise(comp_u.to(target.device), normals.to(target.device))
-        return y, q_rows._log_prob(y) - p_rows._log_prob(y), accept_u.to(target.device)
+        device = target.device
+        y = p_rows.sample_from_noise_unchecked(comp_u.to(device), normals.to(device))
+        log_q_minus_log_p = q_rows.log_prob_unchecked(y) - p_rows.log_prob_unchecked(y)
+        return y, log_q_minus_log_p, accept_u.to(device)
 
     return propose
 

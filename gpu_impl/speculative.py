@@ -61,10 +61,11 @@ from gpu_impl.residual import (
 from gpu_impl.validation import (
     as_tensor,
     compute_dtype,
+    require_batch_shape,
     require_generator,
+    require_half_open_unit_interval,
     require_int,
     require_shape,
-    require_unit_interval,
 )
 
 __all__ = [  # noqa: RUF022 (definition order, the same in the twin module)
@@ -127,7 +128,7 @@ class SpeculativeResult:
 def log_acceptance_ratio(draft: GaussianMixture, target: GaussianMixture, x: Tensor) -> Tensor:
     """``log p(x) - log q(x)`` from log-densities (never densities), in ``compute_dtype``
     (docs/algorithms.md §3.2)."""
-    return target._log_prob(x) - draft._log_prob(x)
+    return target.log_prob_unchecked(x) - draft.log_prob_unchecked(x)
 
 
 def accept_from_uniforms(log_ratio: Tensor, uniforms: Tensor) -> Tensor:
@@ -148,9 +149,7 @@ def check_pair(draft: GaussianMixture, target: GaussianMixture) -> None:
     require_mixture(target, "target")
     require_same_event(draft, target)
     for name, dist in (("draft", draft), ("target", target)):
-        if len(dist.batch_shape) > 1:
-            raise ValueError(f"{name}: batch shape must be () or (n,), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name)
 
 
 def speculative_sample_from_noise(
@@ -194,18 +193,17 @@ def speculative_sample_from_noise(
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
     device, ct = target.device, target.compute_dtype
-    u_c = require_unit_interval(as_tensor(draft_component_uniforms, "draft_component_uniforms",
-                                          ndim=1, device=device), "draft_component_uniforms")
+    u_c = require_half_open_unit_interval(
+        as_tensor(draft_component_uniforms, "draft_component_uniforms", ndim=1, device=device),
+        "draft_component_uniforms")
     n = int(u_c.shape[0])
     z = require_shape(as_tensor(draft_normals, "draft_normals", ndim=2, device=device),
                       (n, target.dim), "draft_normals")
-    u_acc = require_unit_interval(
+    u_acc = require_half_open_unit_interval(
         require_shape(as_tensor(accept_uniforms, "accept_uniforms", ndim=1, device=device),
                       (n,), "accept_uniforms"), "accept_uniforms")
     for name, dist in (("draft", draft), ("target", target)):
-        if tuple(dist.batch_shape) not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name, n)
     if method != "reflection" and residual_noise is None:
         raise ValueError(f"residual_noise: a noise stream is required for residual={method!r}")
     if residual_noise is not None:
@@ -215,7 +213,7 @@ def speculative_sample_from_noise(
             raise ValueError(f"residual_noise: holds {rows.shape[0]} rows, expected at least "
                              f"{n} (one per token)")
 
-    x = draft._sample_from_noise(u_c.to(ct), z.to(ct))
+    x = draft.sample_from_noise_unchecked(u_c.to(ct), z.to(ct))
     return verify_draft_from_noise(draft, target, x, u_acc, residual_noise, method=method,
                                    max_trials=max_trials)
 
@@ -323,13 +321,11 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
     method = resolve_residual_method(residual, draft, target)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
     for name, dist in (("draft", draft), ("target", target)):
-        if tuple(dist.batch_shape) not in ((), (n,)):
-            raise ValueError(f"{name}: batch shape must be () or ({n},), got "
-                             f"{tuple(dist.batch_shape)}")
+        require_batch_shape(dist.batch_shape, name, n)
     u_c = torch.rand(n, generator=generator, device=device, dtype=ct)
     z = torch.randn((n, target.dim), generator=generator, device=device, dtype=ct)
     u_acc = torch.rand(n, generator=generator, device=device, dtype=ct)
-    x = draft._sample_from_noise(u_c, z)
+    x = draft.sample_from_noise_unchecked(u_c, z)
     noise = ResidualNoiseGenerator(generator, target.dim, device=device, dtype=ct)
     return verify_draft_from_noise(draft, target, x, u_acc, noise, method=method,
                                    max_trials=max_trials)

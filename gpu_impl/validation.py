@@ -1,9 +1,13 @@
 """Input validation shared by every public function of gpu_impl (docs/contract.md §4).
 
-Mirrors ``cspd_ref.validation``: every check raises ``ValueError`` whose message starts with the
-offending argument's name. The checks that read tensor *values* (finiteness, positivity, ranges)
-synchronise with the device once each; they run at the entry of public functions, never inside
-the denoising loop of ``gpu_impl.diffusion`` (docs/algorithms.md §7).
+Mirrors ``cspd_ref.validation``, the same checks under the same names in the same order: every
+check raises ``ValueError`` whose message starts with the offending argument's name. The checks
+that do not depend on the array type (``require_int``, ``require_finite_float``,
+``require_closed_unit_interval``, ``require_batch_shape``) are ``cspd_ref.validation``'s,
+re-exported. The checks that read tensor *values* (finiteness, positivity, ranges) synchronise
+with the device once each; they run at the entry of public functions, never inside the denoising
+loop of ``gpu_impl.diffusion_sampling`` (docs/algorithms.md §7). The tensor-only helpers
+(``compute_dtype``, ``same_device``, ``require_floating_dtype``, ``require_device``) come last.
 
 Dtype rules ("dtype surprises", docs/contract.md §4):
 
@@ -22,22 +26,38 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cspd_ref.validation import require_int
+from cspd_ref.validation import (
+    require_batch_shape,
+    require_closed_unit_interval,
+    require_finite_float,
+    require_int,
+)
 
-__all__ = ["require_int"]  # re-exported: the same check serves both packages
+__all__ = [
+    "LOW_PRECISION_DTYPES",
+    "WEIGHT_SUM_TOLERANCE",
+    "as_tensor",
+    "check_gaussian_parameters",
+    "check_mixture_parameters",
+    "compute_dtype",
+    "require_batch_shape",
+    "require_closed_unit_interval",
+    "require_device",
+    "require_event_tensor",
+    "require_finite_float",
+    "require_floating_dtype",
+    "require_generator",
+    "require_half_open_unit_interval",
+    "require_int",
+    "require_positive",
+    "require_probability_vector",
+    "require_shape",
+    "same_device",
+    "weight_sum_tolerance",
+]
 
 #: Tolerance on ``|sum(weights) - 1|`` for float64 parameters, as in ``cspd_ref``.
 WEIGHT_SUM_TOLERANCE = 1e-9
-
-#: Dtypes whose arithmetic is upcast to float32 for log-densities and acceptance tests.
-LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype log-densities and acceptance tests are computed in: float32 for 16-bit floats,
-    ``dtype`` itself otherwise (bf16/fp16 inputs upcast for the log-ratio, docs/algorithms.md
-    §7)."""
-    return torch.float32 if dtype in LOW_PRECISION_DTYPES else dtype
 
 
 def weight_sum_tolerance(dtype: torch.dtype, n_components: int) -> float:
@@ -45,7 +65,9 @@ def weight_sum_tolerance(dtype: torch.dtype, n_components: int) -> float:
 
     Casting float64 weights that sum to 1 to a narrower dtype moves each weight by at most
     ``eps/2`` relative and the summation adds at most ``(K - 1) eps``, so valid weights pass;
-    weights off by more than that are a genuine error.
+    weights off by more than that are a genuine error. (``cspd_ref.validation``'s
+    ``weight_sum_tolerance`` allows ``4 K eps`` of the *input* dtype, because the reference
+    sums in float64 weights that may have been computed in a narrower dtype.)
     """
     return max(WEIGHT_SUM_TOLERANCE, 2.0 * n_components * torch.finfo(dtype).eps)
 
@@ -102,19 +124,6 @@ def as_tensor(value: Any, name: str, *, dtype: torch.dtype | None = None,
     return tensor
 
 
-def same_device(a: torch.device, b: torch.device) -> bool:
-    """Device equality that treats ``cuda`` and ``cuda:<current>`` as the same device."""
-    if a.type != b.type:
-        return False
-    if a.index is None or b.index is None:
-        if a.type == "cuda":
-            current = torch.cuda.current_device()
-            return (a.index if a.index is not None else current) == (
-                b.index if b.index is not None else current)
-        return True
-    return a.index == b.index
-
-
 def require_positive(tensor: Tensor, name: str) -> Tensor:
     """Raise unless every entry is strictly positive."""
     if tensor.numel() and not bool((tensor > 0).all()):
@@ -140,8 +149,9 @@ def require_probability_vector(weights: Tensor, name: str) -> Tensor:
     return weights
 
 
-def require_unit_interval(tensor: Tensor, name: str) -> Tensor:
-    """Raise unless every entry lies in [0, 1) (uniforms as ``torch.rand`` draws them)."""
+def require_half_open_unit_interval(tensor: Tensor, name: str) -> Tensor:
+    """Raise unless every entry lies in the half-open interval ``[0, 1)``, the range of
+    uniforms as ``torch.rand`` draws them (docs/noise.md)."""
     if tensor.numel() and not bool(((tensor >= 0) & (tensor < 1)).all()):
         raise ValueError(f"{name}: uniforms must lie in [0, 1)")
     return tensor
@@ -171,6 +181,92 @@ def require_generator(generator: Any, device: torch.device | str,
     return generator
 
 
+def check_mixture_parameters(weights: Any, means: Any,
+                             scales: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate and convert the parameters of a ``GaussianMixture`` (docs/algorithms.md §2,
+    docs/contract.md §4); returns ``(weights, means, scales)`` as tensors of one floating dtype
+    on one device.
+
+    ``weights`` ``(*batch, K)`` non-negative, summing to 1 within
+    ``weight_sum_tolerance(dtype, K)``; ``means`` ``(*batch, K, d)``; ``scales`` the shape of
+    ``means``, strictly positive; ``K, d >= 1``. Floating tensors among the three must share one
+    dtype and one device; the others (integers, NumPy arrays, lists) are cast to that dtype and
+    created on that device.
+    """
+    tensors = {name: v for name, v in (("weights", weights), ("means", means),
+                                       ("scales", scales)) if isinstance(v, Tensor)}
+    device = next(iter(tensors.values())).device if tensors else None
+    floating = [(n, t.dtype) for n, t in tensors.items() if t.dtype.is_floating_point]
+    if floating:
+        dtype = floating[0][1]
+        for name, dt in floating[1:]:
+            if dt != dtype:
+                raise ValueError(f"{name}: dtype {dt} differs from {floating[0][0]}'s {dtype}")
+    else:
+        dtype = None
+    for name, t in tensors.items():
+        if device is not None and not same_device(t.device, device):
+            raise ValueError(f"{name}: is on device {t.device}, expected {device}")
+    m = as_tensor(means, "means", min_ndim=2, dtype=dtype, device=device)
+    dtype = m.dtype
+    w = as_tensor(weights, "weights", min_ndim=1, dtype=dtype, device=m.device)
+    s = as_tensor(scales, "scales", min_ndim=2, dtype=dtype, device=m.device)
+    if m.shape[:-1] != w.shape:
+        raise ValueError(f"means: expected shape {tuple(w.shape)} + (d,) to match weights "
+                         f"{tuple(w.shape)}, got {tuple(m.shape)}")
+    if s.shape != m.shape:
+        raise ValueError(f"scales: expected shape {tuple(m.shape)} (as means), got "
+                         f"{tuple(s.shape)}")
+    if m.shape[-1] < 1:
+        raise ValueError("means: the event dimension d must be at least 1")
+    if w.shape[-1] < 1:
+        raise ValueError("weights: at least one component is required")
+    require_positive(s, "scales")
+    require_probability_vector(w, "weights")
+    return w, m, s
+
+
+def check_gaussian_parameters(mean: Any, scale: Any) -> tuple[Tensor, Tensor]:
+    """Validate and convert the parameters of a ``DiagGaussian``: ``mean`` ``(*batch, d)``,
+    ``scale`` of the same shape, dtype and device, strictly positive; returns
+    ``(mean, scale)``."""
+    m = as_tensor(mean, "mean", min_ndim=1)
+    if (isinstance(scale, Tensor) and scale.dtype.is_floating_point
+            and scale.dtype != m.dtype):
+        raise ValueError(f"scale: dtype {scale.dtype} differs from mean's {m.dtype}")
+    s = as_tensor(scale, "scale", min_ndim=1, dtype=m.dtype, device=m.device)
+    if s.shape != m.shape:
+        raise ValueError(f"scale: expected shape {tuple(m.shape)} (as mean), got "
+                         f"{tuple(s.shape)}")
+    require_positive(s, "scale")
+    return m, s
+
+
+# --------------------------------------------------------------------- tensor-only helpers
+#: Dtypes whose arithmetic is upcast to float32 for log-densities and acceptance tests.
+LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype log-densities and acceptance tests are computed in: float32 for 16-bit floats,
+    ``dtype`` itself otherwise (bf16/fp16 inputs upcast for the log-ratio, docs/algorithms.md
+    §7)."""
+    return torch.float32 if dtype in LOW_PRECISION_DTYPES else dtype
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Device equality that treats ``cuda`` and ``cuda:<current>`` as the same device."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type == "cuda":
+            current = torch.cuda.current_device()
+            return (a.index if a.index is not None else current) == (
+                b.index if b.index is not None else current)
+        return True
+    return a.index == b.index
+
+
 def require_floating_dtype(dtype: Any, name: str = "dtype") -> torch.dtype:
     """Raise unless ``dtype`` is a floating ``torch.dtype``."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -184,3 +280,27 @@ def require_device(device: Any, name: str = "device") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"{name}: not a torch device ({exc})") from exc
+
+
+def require_event_tensor(value: Any, name: str, dim: int, batch_shape: tuple[int, ...],
+                         device: torch.device) -> Tensor:
+    """Raise unless ``value`` is a floating tensor on ``device`` of shape ``(*sample, *batch, d)``
+    (last axis ``dim``, the rest broadcasting with ``batch_shape``) holding no NaN: a point at
+    which a distribution's log-density is evaluated. One device synchronisation."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if not value.dtype.is_floating_point:
+        raise ValueError(f"{name}: expected a floating tensor, got dtype {value.dtype}")
+    if not same_device(value.device, device):
+        raise ValueError(f"{name}: is on device {value.device}, expected {device}")
+    if value.ndim < 1 or value.shape[-1] != dim:
+        raise ValueError(f"{name}: expected a last axis of size d={dim}, got shape "
+                         f"{tuple(value.shape)}")
+    try:
+        torch.broadcast_shapes(value.shape[:-1], batch_shape)
+    except RuntimeError as exc:
+        raise ValueError(f"{name}: shape {tuple(value.shape)} does not broadcast with batch "
+                         f"shape {tuple(batch_shape)}") from exc
+    if bool(torch.isnan(value).any()):
+        raise ValueError(f"{name}: contains NaN")
+    return value

@@ -53,8 +53,8 @@ E[2 Phi(-c |Z|)] = 1 - (2/pi) arctan(c); for s_2 = 1, c = 10 the joint accepts 0
 drafts and the aligned scheme 0.063, although the draft's token law equals the target's.
 [numeric, mpmath quadrature at 30 digits]
 
-Implemented by ``cspd_ref.diffusion.aligned_speculative_sample``; the closed-form marginal by
-``cspd_ref.diffusion.LinearGaussianChain.marginal``.
+Implemented by ``cspd_ref.diffusion_sampling.aligned_speculative_sample``; the closed-form
+marginal by ``cspd_ref.diffusion.LinearGaussianChain.marginal``.
 """
 
 from __future__ import annotations

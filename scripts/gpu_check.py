@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import cspd_ref  # noqa: E402
 import gpu_impl  # noqa: E402
-from gpu_impl import diffusion as gd  # noqa: E402
+from gpu_impl import diffusion_sampling as gd  # noqa: E402
 from gpu_impl.testing import init_linear_layers_  # noqa: E402
 
 TEST_FILES = ["tests/test_gpu_differential.py", "tests/test_gpu_sync_free.py",

@@ -1,4 +1,5 @@
-"""Deterministic unit tests of cspd_ref.diffusion (docs/algorithms.md §4)."""
+"""Deterministic unit tests of cspd_ref.diffusion and cspd_ref.diffusion_sampling
+(docs/algorithms.md §4)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from scipy.stats import norm
 from cspd_ref.diffusion import (
     GaussianChain,
     LinearGaussianChain,
+    trajectory_log_ratio,
+    transition_log_prob,
+)
+from cspd_ref.diffusion_sampling import (
     aligned_speculative_sample,
     aligned_speculative_sample_from_noise,
     joint_speculative_sample,
-    trajectory_log_ratio,
-    transition_log_prob,
 )
 from cspd_ref.speculative import ResidualNoiseArrays
 

@@ -54,9 +54,11 @@ import torch
 import cspd_ref
 import gpu_impl
 from cspd_ref import diffusion as ref_diffusion
+from cspd_ref import diffusion_sampling as ref_diffusion_sampling
 from cspd_ref import residual as ref_residual
 from cspd_ref import speculative as ref_speculative
 from gpu_impl import diffusion as gpu_diffusion
+from gpu_impl import diffusion_sampling as gpu_diffusion_sampling
 from gpu_impl import residual as gpu_residual
 from gpu_impl import speculative as gpu_speculative
 from gpu_impl.testing import device_under_test
@@ -689,16 +691,16 @@ def test_aligned_diffusion_matches_reference(kind: str, equal_scales: bool,
     u_acc = f32_uniforms(rng, (n,))
     noise = TokenNoise(np.zeros(n), eps1, u_acc, f32_uniforms(rng, (n, m)),
                        f32_normals(rng, (n, m, d)), f32_uniforms(rng, (n, m)))
-    ref = ref_diffusion.aligned_speculative_sample_from_noise(
+    ref = ref_diffusion_sampling.aligned_speculative_sample_from_noise(
         c.ref_q, c.ref_p, x_T, shared, eps1, u_acc, noise.ref_stream())
     got = gpu_impl.aligned_speculative_sample_from_noise(
         c.gpu_q, c.gpu_p, t(x_T, dtype), t(shared, dtype), t(eps1, dtype), t(u_acc, dtype),
         noise.gpu_stream(dtype))
     # the last-step Gaussians agree within the propagated bounds
     u = unit_roundoff(dtype)
-    q_last, p_last = ref_diffusion.aligned_last_steps(c.ref_q, c.ref_p, x_T, shared)
-    gq_last, gp_last = gpu_diffusion.aligned_last_steps(c.gpu_q, c.gpu_p, t(x_T, dtype),
-                                                        t(shared, dtype))
+    q_last, p_last = ref_diffusion_sampling.aligned_last_steps(c.ref_q, c.ref_p, x_T, shared)
+    gq_last, gp_last = gpu_diffusion_sampling.aligned_last_steps(c.gpu_q, c.gpu_p,
+                                                                 t(x_T, dtype), t(shared, dtype))
     bounds = {}
     for name, chain, fns in (("q", c.ref_q, c.fns_q), ("p", c.ref_p, c.fns_p)):
         states = chain.trajectory_from_noise(x_T, shared)
@@ -741,7 +743,7 @@ def test_joint_diffusion_matches_reference(kind: str, dtype: torch.dtype) -> Non
     u_acc = f32_uniforms(rng, (n,))
     r_u, r_z, r_acc = (f32_uniforms(rng, (n, m)), f32_normals(rng, (n, m, (T + 1) * d)),
                        f32_uniforms(rng, (n, m)))
-    ref = ref_diffusion.joint_speculative_sample_from_noise(
+    ref = ref_diffusion_sampling.joint_speculative_sample_from_noise(
         c.ref_q, c.ref_p, x_T, eps, u_acc, ref_speculative.ResidualNoiseArrays(r_u, r_z, r_acc))
     got = gpu_impl.joint_speculative_sample_from_noise(
         c.gpu_q, c.gpu_p, t(x_T, dtype), t(eps, dtype), t(u_acc, dtype),
@@ -792,7 +794,8 @@ def test_joint_diffusion_matches_reference(kind: str, dtype: torch.dtype) -> Non
     err = np.abs(host(got.samples) - ref.samples)[keep]
     assert err.max() <= state_tol, err.max() / state_tol
     # the draft pass' log-ratio itself is within its tolerance
-    _, lr_g, _ = gpu_diffusion.joint_draft_pass(c.gpu_q, c.gpu_p, t(x_T, dtype), t(eps, dtype))
+    _, lr_g, _ = gpu_diffusion_sampling.joint_draft_pass(c.gpu_q, c.gpu_p, t(x_T, dtype),
+                                                         t(eps, dtype))
     assert (np.abs(host(lr_g) - lr_ref) <= tol).all()
 
 

@@ -1,4 +1,4 @@
-"""The denoising loop of gpu_impl.diffusion runs without host synchronisation
+"""The denoising loop of gpu_impl.diffusion_sampling runs without host synchronisation
 (docs/algorithms.md §7).
 
 What is checked, and where:
@@ -28,7 +28,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gpu_impl
-from gpu_impl import diffusion as gd
+from gpu_impl import diffusion_sampling as gd
 from gpu_impl.testing import device_under_test, init_linear_layers_
 
 DEVICE = device_under_test()
@@ -98,7 +98,7 @@ def joint_loop(q: gpu_impl.GaussianChain, p: gpu_impl.GaussianChain
 def chain_loop(q: gpu_impl.GaussianChain, p: gpu_impl.GaussianChain
                ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
     def run(x_T: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return gd._follow_and_score(q, p, x_T, eps, follow_target=True)
+        return gd.joint_target_pass(q, p, x_T, eps)
     return run
 
 

@@ -17,7 +17,6 @@ import torch
 import cspd_ref
 import gpu_impl
 from cspd_ref.cases import demo_case
-from gpu_impl import diffusion as gd
 from gpu_impl import speculative as gs
 from gpu_impl.testing import device_under_test
 
@@ -270,7 +269,7 @@ def test_reference_rejects_what_gpu_rejects() -> None:
 def test_generator_device_mismatch_is_refused() -> None:
     if DEV.type != "cuda":
         g = torch.Generator(device="cpu")
-        q = gd.DiagGaussian(ten([0.0]), ten([1.0]))
+        q = gpu_impl.DiagGaussian(ten([0.0]), ten([1.0]))
         assert gs.speculative_sample(q, q, 3, g).samples.shape == (3, 1)
         pytest.skip("device mismatch needs a second device type (CUDA)")
     with pytest.raises(ValueError, match="^generator:"):

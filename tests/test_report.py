@@ -11,7 +11,8 @@ import pytest
 
 from cspd_ref.ar import MixtureARModel, ar_sample, mar_schedule
 from cspd_ref.cases import ARCase, DiffusionCase, demo_case, mixture_1d_case
-from cspd_ref.diffusion import GaussianChain, LinearGaussianChain, aligned_speculative_sample
+from cspd_ref.diffusion import GaussianChain, LinearGaussianChain
+from cspd_ref.diffusion_sampling import aligned_speculative_sample
 from cspd_ref.report import ReportPaths, write_report
 from cspd_ref.report.example_samplers import draft_only_sampler, reference_sampler
 from cspd_ref.verify import Verdict, verify

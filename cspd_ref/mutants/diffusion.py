@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from cspd_ref.cases import DiffusionCase
-from cspd_ref.diffusion import aligned_last_steps
+from cspd_ref.diffusion_sampling import aligned_last_steps
 from cspd_ref.distributions import DiagGaussian
 from cspd_ref.speculative import (
     ResidualNoiseGenerator,

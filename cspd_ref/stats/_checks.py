@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from cspd_ref.validation import FloatArray, as_float64
-
-
-def require_finite_float(value: Any, name: str) -> float:
-    """Return ``value`` as a finite Python float (no bools, no strings)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name}: expected a real number, got {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name}: must be finite, got {result}")
-    return result
+from cspd_ref.validation import FloatArray, as_float64, require_finite_float
 
 
 def require_unit_interval(value: Any, name: str) -> float:

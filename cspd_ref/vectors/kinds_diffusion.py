@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cspd_ref.diffusion import (
-    LinearGaussianChain,
+from cspd_ref.diffusion import LinearGaussianChain, trajectory_log_ratio
+from cspd_ref.diffusion_sampling import (
     aligned_last_steps,
     aligned_speculative_sample_from_noise,
     joint_speculative_sample_from_noise,
-    trajectory_log_ratio,
 )
 from cspd_ref.speculative import ResidualNoiseArrays, log_acceptance_ratio
 from cspd_ref.validation import FloatArray
@@ -130,8 +129,8 @@ def torch_replay(kind: str) -> TorchReplay:
         import torch
 
         import gpu_impl
-        from gpu_impl.diffusion import aligned_last_steps as torch_last_steps
-        from gpu_impl.diffusion import joint_draft_pass
+        from gpu_impl.diffusion_sampling import aligned_last_steps as torch_last_steps
+        from gpu_impl.diffusion_sampling import joint_draft_pass
         from gpu_impl.speculative import log_acceptance_ratio as torch_log_ratio
 
         dt = getattr(torch, dtype)
