@@ -499,7 +499,7 @@ def count_checks(out: SamplerOutput, case: Case, rng: np.random.Generator,
         return checks, None
     n = int(out.accepted.shape[0])
     low, high = TV_MONTE_CARLO_SAMPLES
-    bounds = tv_bounds(case.target, case.draft, miss_probability=TV_MISS_SHARE * level,
+    bounds = tv_bounds(case.draft, case.target, miss_probability=TV_MISS_SHARE * level,
                        rng=rng, n_samples=min(high, max(low, 4 * n)))
     interval = (bounds.lower, bounds.upper)
     checks.append(acceptance_binomial_test(int(out.accepted.sum()), n, bounds.value,

@@ -90,7 +90,7 @@ class EffectSize:
         acceptance_deviation: ``acceptance_rate - (1 - TV)``.
         acceptance_noise: a 99 % bound for the deviation: Hoeffding on the rate plus 2.58 TV
             standard errors (TV is Monte Carlo for mixtures in d > 1).
-        tv, tv_stderr: ``cspd_ref.theory.tv_distance(target, draft)``.
+        tv, tv_stderr: ``cspd_ref.theory.tv_distance(draft, target)``.
         n_ref, seed: the sample size and seed.
     """
 
@@ -207,7 +207,7 @@ def effect_size(sampler: Sampler, case: Any, *, n_ref: int = 4_000_000, seed: in
     atom_count, atom_value = atoms.largest()
     rate = deviation = acc_noise = tv = tv_se = None
     if accepted_seen and not is_ar:
-        est = tv_distance(case.target, case.draft, rng=np.random.default_rng(seed))
+        est = tv_distance(case.draft, case.target, rng=np.random.default_rng(seed))
         tv, tv_se = est.value, est.stderr
         rate = accepted_total / n_ref
         deviation = rate - (1.0 - tv)
@@ -355,7 +355,7 @@ def closed_forms(sampler: Sampler, case: Any) -> tuple[float | None, float | Non
     elif mistake == TokenMistake(draft_mass=mistake.draft_mass):
         ks = mass_toward_draft_ks(case, mistake.draft_mass)[0]
     if mistake.cap is not None and mistake == TokenMistake(cap=mistake.cap, fallback="zero"):
-        tv = tv_distance(case.target, case.draft, rng=np.random.default_rng(0)).value
+        tv = tv_distance(case.draft, case.target, rng=np.random.default_rng(0)).value
         atom = capped_zero_atom_mass(tv, mistake.cap)
     return ks, atom
 

@@ -156,10 +156,10 @@ def test_tv_interval_covers_and_its_miss_probability_is_in_the_pvalue() -> None:
     from cspd_ref.theory import tv_bounds, tv_distance
 
     case = demo_case()
-    reference = tv_distance(case.target, case.draft, rng=np.random.default_rng(0),
+    reference = tv_distance(case.draft, case.target, rng=np.random.default_rng(0),
                             n_samples=8_000_000).value
     for seed in range(5):
-        bounds = tv_bounds(case.target, case.draft, miss_probability=1e-6,
+        bounds = tv_bounds(case.draft, case.target, miss_probability=1e-6,
                            rng=np.random.default_rng(100 + seed), n_samples=400_000)
         assert bounds.lower <= reference <= bounds.upper
     verdict = verify(token_sampler("auto"), case, seed=1, alpha=1e-4, tier="quick")
