@@ -7,8 +7,9 @@ the linear and MLP chains, the AR sampler on the AR mixture, two gross mutants; 
 ``tier="quick"`` with seeds 0 and 1, plus one ``tier="full"`` call on the demo case) and prints
 one sha256 per run and a total. Per check it hashes the name, ``repr`` of the statistic, the
 p-value, ``min_pvalue`` and the Holm-adjusted p-value (bit-exact), and per verdict
-``equivalent``. A second total, ``details``, hashes every check's ``details`` as JSON (the
-numbers the reports print) so that restructuring them is checked too.
+``equivalent``. A second total, ``details``, hashes every check's ``details`` as written in
+``report.json`` (``CheckResult.details_dict()``, the numbers the reports print) so that
+restructuring them is checked too.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main() -> int:
                           repr(float(check.min_pvalue)), repr(float(adjusted))):
                 h.update(value.encode())
                 h.update(b"\0")
-            details_total.update(details_json(check.details).encode())
+            details_total.update(details_json(check.details_dict()).encode())
         total.update(h.digest())
         print(f"{label:48s} {'EQ ' if verdict.equivalent else 'NEQ'} {len(verdict.checks):3d} "
               f"{h.hexdigest()}")

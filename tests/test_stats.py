@@ -85,7 +85,8 @@ def mixture_2d() -> GaussianMixture:
 def test_check_result_is_frozen_and_validates_pvalue() -> None:
     result = CheckResult(name="x[2]", statistic=1.0, pvalue=0.5, n=3, compared="a vs b",
                          null="h0", min_pvalue=0.01)
-    assert result.details == {} and result.family == "x"
+    assert result.details.as_dict() == {} and result.direction is None
+    assert result.details_dict() == {} and result.family == "x"
     assert result.can_reject(0.02) and not result.can_reject(0.01)
     assert result.rejects(0.5) and not result.rejects(0.1)
     with pytest.raises(AttributeError):
@@ -180,7 +181,8 @@ def test_ks_projections_result_fields() -> None:
     results = ks_projections(target.sample(300, rng), target, random_unit_directions(2, 3, rng))
     assert [r.name for r in results] == ["ks_projection[0]", "ks_projection[1]",
                                          "ks_projection[2]"]
-    assert all(r.n == 300 and len(r.details["direction"]) == 2 for r in results)
+    assert all(r.n == 300 and r.direction is not None and len(r.direction) == 2 for r in results)
+    assert all(list(r.details_dict())[-1] == "direction" for r in results)
 
 
 def test_ks_projections_power_mean_shift() -> None:
@@ -269,7 +271,7 @@ def test_pit_independence_power_dependence_in_spread() -> None:
         spread = 0.2 + 1.6 * np.abs(u[:, 0] - 0.5)       # in [0.2, 1.0]
         u[:, 1] = 0.5 + spread * (u[:, 1] - 0.5)
         result = pit_independence(u)
-        assert abs(result.details["means"]["1,1"]) < 0.1
+        assert abs(result.details.means["1,1"]) < 0.1
         assert result.pvalue <= POWER_ALPHA
 
 
@@ -311,7 +313,7 @@ def test_mmd_power_scale() -> None:
         x, y = rng.normal(size=(1000, 2)), 1.3 * rng.normal(size=(1000, 2))
         result = mmd_permutation_test(x, y, rng, n_permutations=999)
         assert result.pvalue <= POWER_ALPHA
-        assert result.details["n_exceed"] == 0 and result.n == 2000
+        assert result.details.n_exceed == 0 and result.n == 2000
 
 
 def test_mmd_statistic_matches_direct_formula() -> None:
@@ -353,7 +355,7 @@ def test_mmd_betting_power_and_floor_reach_the_gate_levels() -> None:
         x, y = 1.2 * rng.normal(size=(40_000, 3)), rng.normal(size=(40_000, 3))
         result = mmd_betting_test(x, y, rng)
         assert result.pvalue < 1e-9 and result.min_pvalue < 1e-100
-        assert result.details["mean_payoff"] > 0.0
+        assert result.details.mean_payoff > 0.0
 
 
 # --------------------------------------------------------------------------- counts
@@ -408,7 +410,7 @@ def test_acceptance_binomial_values_and_edges() -> None:
     # The observed rate inside the TV interval: p-value 1; outside: the nearest endpoint.
     assert acceptance_binomial_test(650, 1000, 0.3, tv_interval=(0.2, 0.4)).pvalue == 1.0
     result = acceptance_binomial_test(600, 1000, 0.3, tv_interval=(0.25, 0.35))
-    assert result.details["rate_at_max"] == pytest.approx(0.65)
+    assert result.details.rate_at_max == pytest.approx(0.65)
     expected = 2 * stats.binom.cdf(600, 1000, 0.65)
     assert result.pvalue == pytest.approx(expected, rel=1e-10)
     assert result.statistic == 0.6 and result.n == 1000
@@ -505,8 +507,8 @@ def test_atom_check_power() -> None:
         for target in (None, log_prob):
             result = atom_check(zeros, target)
             assert result.pvalue <= POWER_ALPHA
-            assert result.details["max_multiplicity"] >= 200
-            assert result.details["repeated_value"] == [0.0]
+            assert result.details.max_multiplicity >= 200
+            assert result.details.repeated_value == (0.0,)
         draft = samples.copy()
         draft[:200] = samples[200]  # "the draft itself", repeated
         assert atom_check(draft).pvalue <= POWER_ALPHA

@@ -153,6 +153,7 @@ def test_tv_interval_covers_and_its_miss_probability_is_in_the_pvalue() -> None:
     """Before: the acceptance check padded the Monte Carlo TV by +-5 sigma, a miss probability
     (~5.7e-7) outside the budget. Now the empirical-Bernstein interval is guaranteed and its
     miss probability is added to the p-value."""
+    from cspd_ref.stats.details import AcceptanceDetails
     from cspd_ref.theory import tv_bounds, tv_distance
 
     case = demo_case()
@@ -164,8 +165,9 @@ def test_tv_interval_covers_and_its_miss_probability_is_in_the_pvalue() -> None:
         assert bounds.lower <= reference <= bounds.upper
     verdict = verify(token_sampler("auto"), case, seed=1, alpha=1e-4, tier="quick")
     acceptance = next(c for c in verdict.checks if c.name == "acceptance_binomial")
-    assert acceptance.details["miss_probability"] > 0.0
-    assert acceptance.pvalue >= acceptance.details["miss_probability"]
+    assert isinstance(acceptance.details, AcceptanceDetails)
+    assert acceptance.details.miss_probability > 0.0
+    assert acceptance.pvalue >= acceptance.details.miss_probability
 
 
 def test_full_tier_plans_for_a_ks_distance_of_half_a_percent() -> None:

@@ -207,7 +207,7 @@ def check_record(check: CheckResult, adjusted: float, alpha: float) -> dict[str,
     return {"name": check.name, "family": family(check.name), "statistic": check.statistic,
             "pvalue": check.pvalue, "adjusted_pvalue": adjusted, "rejected": adjusted <= alpha,
             "n": check.n, "compared": check.compared, "null": check.null,
-            "min_pvalue": check.min_pvalue, "details": check.details}
+            "min_pvalue": check.min_pvalue, "details": check.details_dict()}
 
 
 def case_notes(verdict: Any, case: Any) -> list[str]:

@@ -13,13 +13,16 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.stats._checks import require_open_unit, require_unit_values
+from cspd_ref.stats.arguments import (
+    require_all_in_closed_unit_interval,
+    require_in_open_unit_interval,
+)
 from cspd_ref.validation import BoolArray, FloatArray, as_float64
 
 
 def _require_pvalues(pvalues: ArrayLike) -> FloatArray:
     p = as_float64(pvalues, "pvalues", ndim=1)
-    return require_unit_values(p, "pvalues")
+    return require_all_in_closed_unit_interval(p, "pvalues")
 
 
 def bonferroni(pvalues: ArrayLike) -> FloatArray:
@@ -78,7 +81,7 @@ def familywise_reject(pvalues: ArrayLike, alpha: float,
     Returns:
         ``(m,)`` booleans, True where the adjusted p-value is ``<= alpha``.
     """
-    alpha = require_open_unit(alpha, "alpha")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
     if method == "holm":
         adjusted = holm(pvalues)
     elif method == "bonferroni":

@@ -20,13 +20,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
 from cspd_ref.distributions import GaussianMixture, require_mixture
-from cspd_ref.stats._checks import require_matrix
+from cspd_ref.stats.arguments import require_matrix
+from cspd_ref.stats.details import KSDetails, TwoSampleKSDetails
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, as_float64, require_generator, require_int
 
@@ -75,8 +77,8 @@ def ks_one_sample(values_1d: ArrayLike, cdf: Callable[[FloatArray], ArrayLike], 
         name, compared, null: the result's labels.
 
     Returns:
-        ``CheckResult`` with ``statistic = D``; details ``d_plus``, ``d_minus``,
-        ``statistic_location``, ``max_tolerance``.
+        ``CheckResult`` with ``statistic = D`` and ``KSDetails`` (``d_plus``, ``d_minus``,
+        ``statistic_location``, ``max_tolerance``).
 
     Raises:
         ValueError: ``values_1d`` not 1-D / empty / non-finite; a bad ``tolerance``; ``cdf`` not
@@ -117,8 +119,9 @@ def ks_one_sample(values_1d: ArrayLike, cdf: Callable[[FloatArray], ArrayLike], 
     location = float(hi[k_plus] if d_plus >= d_minus else lo[k_minus])
     return CheckResult(name=name, statistic=d, pvalue=ks_pvalue(d, n), n=n, compared=compared,
                        null=null, min_pvalue=ks_min_pvalue(n),
-                       details={"d_plus": d_plus, "d_minus": d_minus,
-                                "statistic_location": location, "max_tolerance": float(t.max())})
+                       details=KSDetails(d_plus=d_plus, d_minus=d_minus,
+                                         statistic_location=location,
+                                         max_tolerance=float(t.max())))
 
 
 #: Above this n, tails with ``sqrt(n) d >= DKW_TAIL_START`` use the DKW–Massart bound.
@@ -224,7 +227,7 @@ def ks_projections(samples: ArrayLike, target: GaussianMixture, directions: Arra
         coordinate_tolerance: ``(n, d)`` or ``(d,)`` non-negative rounding bounds.
 
     Returns:
-        ``m`` results; ``details["direction"]`` holds ``a``.
+        ``m`` results; ``CheckResult.direction`` holds ``a``.
 
     Examples:
         >>> import numpy as np
@@ -258,8 +261,7 @@ def ks_projections(samples: ArrayLike, target: GaussianMixture, directions: Arra
             tolerance=None if band is None else band[:, i], name=f"ks_{label}",
             compared=f"samples projected on {label} vs the target's exact projected mixture CDF",
             null="the projected samples are a . X (X ~ target) up to the output's rounding")
-        result.details["direction"] = a[i].tolist()
-        results.append(result)
+        results.append(replace(result, direction=tuple(a[i].tolist())))
     return results
 
 
@@ -295,8 +297,8 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike, *, name: str = "ks2",
         name, compared: the result's labels.
 
     Returns:
-        ``CheckResult``; ``n = len(x) + len(y)``, details ``n_x``, ``n_y``,
-        ``statistic_location``.
+        ``CheckResult``; ``n = len(x) + len(y)``, ``TwoSampleKSDetails`` (``n_x``, ``n_y``,
+        ``statistic_location``, ``method``).
 
     Raises:
         ValueError: bad arrays.
@@ -329,7 +331,7 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike, *, name: str = "ks2",
         name=name, statistic=statistic, pvalue=float(np.clip(pvalue, 0.0, 1.0)), n=n + m,
         compared=compared, null="both samples are iid from one common law",
         min_pvalue=ks2_min_pvalue(n, m) if method == "exact" else ks2_dkw_pvalue(1.0, n, m),
-        details={"n_x": n, "n_y": m, "statistic_location": location, "method": method})
+        details=TwoSampleKSDetails(n_x=n, n_y=m, statistic_location=location, method=method))
 
 
 def ks2_dkw_pvalue(d: float, n: int, m: int) -> float:
@@ -357,7 +359,7 @@ def ks_two_sample_projections(x: ArrayLike, y: ArrayLike, directions: ArrayLike,
             ``"ks2_projection[i]"``).
 
     Returns:
-        ``k`` results; ``details["direction"]`` holds ``a``.
+        ``k`` results; ``CheckResult.direction`` holds ``a``.
 
     Examples:
         >>> import numpy as np
@@ -380,6 +382,5 @@ def ks_two_sample_projections(x: ArrayLike, y: ArrayLike, directions: ArrayLike,
         label = f"projection[{i}]" if labels is None else labels[i]
         result = ks_two_sample(px[:, i], py[:, i], name=f"ks2_{label}",
                                compared=f"x vs y projected on {label} (two-sample KS)")
-        result.details["direction"] = a[i].tolist()
-        results.append(result)
+        results.append(replace(result, direction=tuple(a[i].tolist())))
     return results

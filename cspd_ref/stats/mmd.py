@@ -19,7 +19,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.stats._checks import require_finite_float, require_matrix
+from cspd_ref.stats.arguments import require_finite_float, require_matrix
+from cspd_ref.stats.details import MMDBettingDetails, MMDPermutationDetails
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, require_generator, require_int
 
@@ -120,8 +121,9 @@ def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *
         bandwidth: kernel bandwidth ``h > 0``; None for the median heuristic.
 
     Returns:
-        ``CheckResult`` named ``"mmd"``, ``statistic = MMD²_u``, ``n = n + m``; details
-        ``bandwidth``, ``n_permutations``, ``n_x``, ``n_y``, ``n_exceed``.
+        ``CheckResult`` named ``"mmd"``, ``statistic = MMD²_u``, ``n = n + m``, with
+        ``MMDPermutationDetails`` (``bandwidth``, ``bandwidth_rule``, ``n_permutations``,
+        ``n_x``, ``n_y``, ``n_exceed``).
 
     Raises:
         ValueError: bad shapes (fewer than 2 rows, different ``d``), NaN/inf, bad
@@ -173,8 +175,9 @@ def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *
                  f"{n_permutations} permutations",
         null="x and y are iid from one common law (the pooled sample is exchangeable)",
         min_pvalue=1.0 / (1.0 + n_permutations),
-        details={"bandwidth": h, "bandwidth_rule": "median" if bandwidth is None else "given",
-                 "n_permutations": n_permutations, "n_x": n, "n_y": m, "n_exceed": n_exceed},
+        details=MMDPermutationDetails(
+            bandwidth=h, bandwidth_rule="median" if bandwidth is None else "given",
+            n_permutations=n_permutations, n_x=n, n_y=m, n_exceed=n_exceed),
     )
 
 
@@ -239,7 +242,8 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
 
     Returns:
         ``CheckResult`` named ``"mmd_betting"``, ``statistic`` = log of the maximal wealth,
-        ``n = n + m``; details ``bandwidth``, ``pairs``, ``mean_payoff``, ``final_log_wealth``.
+        ``n = n + m``, with ``MMDBettingDetails`` (``bandwidth``, ``pairs``,
+        ``witness_points``, ``mean_payoff``, ``final_log_wealth``).
 
     Raises:
         ValueError: bad shapes, too few rows, NaN/inf, a bad ``bandwidth`` or
@@ -289,7 +293,7 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
                  f"bet on {pairs} held-out pairs",
         null="x and y are iid from one common law",
         min_pvalue=float(math.exp(-floor_log)),
-        details={"bandwidth": h, "pairs": pairs, "witness_points": w,
-                 "mean_payoff": float(payoffs.mean()),
-                 "final_log_wealth": float(log_wealth[-1])},
+        details=MMDBettingDetails(bandwidth=h, pairs=pairs, witness_points=w,
+                                  mean_payoff=float(payoffs.mean()),
+                                  final_log_wealth=float(log_wealth[-1])),
     )
