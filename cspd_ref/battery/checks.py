@@ -129,7 +129,7 @@ def projection_checks(x: np.ndarray, draft: GaussianMixture | None, target: Gaus
     vectors = [c.vector for c in chosen]
     labels = [c.label for c in chosen]
     if target.dim > 1:
-        random = random_unit_directions(target.dim, n_projections, rng)
+        random = random_unit_directions(target.dim, n_projections, rng=rng)
         vectors.extend(random)
         labels.extend(f"random[{i}]" for i in range(random.shape[0]))
     if target.dim == 1:
@@ -360,10 +360,10 @@ def two_sample_checks(out: SamplerOutput, case: DiffusionCase, *, rng: np.random
     vectors = [np.eye(d)[j] for j in range(d)]
     labels = [f"axis[{j}]" for j in range(d)]
     if d > 1:
-        random = random_unit_directions(d, n_projections, rng)
+        random = random_unit_directions(d, n_projections, rng=rng)
         vectors.extend(random)
         labels.extend(f"random[{i}]" for i in range(random.shape[0]))
     checks = ks_two_sample_projections(x, y, np.asarray(vectors), labels=labels)
-    checks.append(mmd_betting_test(x, y, rng, witness_points=min(250, x.shape[0] // 4)))
+    checks.append(mmd_betting_test(x, y, rng=rng, witness_points=min(250, x.shape[0] // 4)))
     checks.append(atom_check(out.samples, resolution=fmt.name))
     return checks

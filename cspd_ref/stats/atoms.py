@@ -101,6 +101,16 @@ def atom_check(samples: ArrayLike,
     Raises:
         ValueError: non-floating dtype, bad shape, empty, NaN/inf; ``target_log_prob`` not
             callable or returning the wrong shape / NaN / +inf; bad ``min_cell_width``.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).standard_normal((10_000, 2))
+        >>> atom_check(x).pvalue
+        1.0
+        >>> x[:200] = 0.0  # 200 copies of one value: an atom
+        >>> result = atom_check(x)
+        >>> result.pvalue < 1e-100, result.details.repeated_value
+        (True, (0.0, 0.0))
     """
     x = _require_float_samples(samples)
     if target_log_prob is not None and not callable(target_log_prob):
@@ -171,6 +181,12 @@ def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Same rows and counts as ``np.unique(x, axis=0, return_counts=True)``, but fast: only rows
     whose first coordinate is repeated can be repeated, and only those (few, for continuous
     data) are sorted lexicographically.
+
+    Examples:
+        >>> import numpy as np
+        >>> rows, counts = unique_rows(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+        >>> sorted(zip(map(tuple, rows.tolist()), counts.tolist()))
+        [((1.0, 2.0), 2), ((3.0, 4.0), 1)]
     """
     n = x.shape[0]
     if x.shape[1] == 1:

@@ -33,7 +33,17 @@ from cspd_ref.validation import FloatArray, require_generator, require_int
 
 def require_tv_interval(tv: float, tv_interval: tuple[float, float] | None,
                         miss_probability: float) -> tuple[float, float, float, float]:
-    """Validate ``tv``, the interval (default ``[tv, tv]``) and the miss probability."""
+    """Validate ``tv``, the interval (default ``[tv, tv]``) and the miss probability; returns
+    ``(tv, lower, upper, miss_probability)``.
+
+    Examples:
+        >>> require_tv_interval(0.3, None, 0.0)
+        (0.3, 0.3, 0.3, 0.0)
+        >>> require_tv_interval(0.3, (0.31, 0.4), 1e-6)
+        Traceback (most recent call last):
+        ...
+        ValueError: tv_interval: must contain tv = 0.3, got (0.31, 0.4)
+    """
     tv = require_in_closed_unit_interval(tv, "tv")
     if tv_interval is None:
         lo, hi = tv, tv
@@ -57,6 +67,12 @@ def binomial_two_sided_pvalue(k: int, n: int, p: float) -> float:
     function of ``p`` it is non-decreasing on ``[0, k/n]`` and non-increasing on ``[k/n, 1]`` with
     value 1 at ``p = k/n``: ``P(X <= k)`` decreases and ``P(X >= k)`` increases in ``p``, so the
     minimum is quasi-concave, and at ``p = k/n`` the mean ``k`` is a median of X.
+
+    Examples:
+        >>> binomial_two_sided_pvalue(9, 10, 0.5)  # 2 P(X >= 9)
+        0.021484375
+        >>> binomial_two_sided_pvalue(5, 10, 0.5)
+        1.0
     """
     if p <= 0.0:
         return 1.0 if k == 0 else 0.0
@@ -142,6 +158,11 @@ def geometric_cdf(k: FloatArray, tv: float) -> FloatArray:
 
     Computed as ``-expm1(k log1p(-tv))`` (accurate for tiny ``tv``, no overflow for huge ``k``);
     ``F(0) = 0`` and, for ``tv == 1``, ``F(k) = 1`` for every ``k >= 1``.
+
+    Examples:
+        >>> import numpy as np
+        >>> geometric_cdf(np.array([0.0, 1.0, 2.0]), 0.5)
+        array([0.  , 0.5 , 0.75])
     """
     if tv >= 1.0:
         return np.where(k >= 1.0, 1.0, 0.0)
@@ -152,6 +173,11 @@ def geometric_randomized_pit(trials: FloatArray, tv: float, v: FloatArray) -> Fl
     """Randomized PIT ``U = F(k - 1) + V (F(k) - F(k - 1))`` of Geometric(tv) counts ``k``.
 
     For ``k ~ Geometric(tv)`` and ``V ~ U(0, 1)`` independent, ``U`` is exactly U(0, 1).
+
+    Examples:
+        >>> import numpy as np
+        >>> geometric_randomized_pit(np.array([1.0, 2.0]), 0.5, np.array([0.5, 0.5]))
+        array([0.25 , 0.625])
     """
     below = geometric_cdf(trials - 1.0, tv)
     at = geometric_cdf(trials, tv)

@@ -25,6 +25,10 @@ def dkw_sample_size(epsilon: float, alpha: float) -> int:
     Args:
         epsilon: KS distance in (0, 1].
         alpha: probability in (0, 1).
+
+    Examples:
+        >>> dkw_sample_size(0.01, 0.05)
+        18445
     """
     epsilon = require_in_closed_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
@@ -42,6 +46,10 @@ def dkw_detectable_distance(n: int, alpha: float) -> float:
     Args:
         n: sample size >= 1.
         alpha: probability in (0, 1).
+
+    Examples:
+        >>> round(dkw_detectable_distance(10_000, 0.05), 6)
+        0.013581
     """
     n = require_int(n, "n", minimum=1)
     alpha = require_in_open_unit_interval(alpha, "alpha")
@@ -51,7 +59,12 @@ def dkw_detectable_distance(n: int, alpha: float) -> float:
 def ks_power_constant(alpha: float, power: float) -> float:
     """``sqrt(ln(2/alpha)/2) + sqrt(ln(2/(1 - power))/2)``: the one-sample KS distance detectable
     with probability ``power`` at level ``alpha`` is this over ``sqrt(n)``
-    (``ks_detectable_distance``)."""
+    (``ks_detectable_distance``).
+
+    Examples:
+        >>> round(ks_power_constant(1e-4, 0.99), 6)
+        3.852875
+    """
     alpha = require_in_open_unit_interval(alpha, "alpha")
     power = require_in_open_unit_interval(power, "power")
     return (math.sqrt(math.log(2.0 / alpha) / 2.0)

@@ -70,6 +70,11 @@ def shifted_legendre(u: FloatArray, degree: int) -> FloatArray:
 
     For ``U ~ U(0, 1)``: ``E phi_k(U) = 0``, ``E phi_k(U) phi_l(U) = delta_kl``;
     ``|phi_1| <= sqrt(3)``, ``|phi_2| <= sqrt(5)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> shifted_legendre(np.array([0.0, 0.5, 1.0]), 2)
+        array([ 2.23606798, -1.11803399,  2.23606798])
     """
     t = 2.0 * u - 1.0
     if degree == 1:
@@ -82,7 +87,12 @@ def shifted_legendre(u: FloatArray, degree: int) -> FloatArray:
 def bernstein_two_sided_pvalue(mean: float, n: int, variance: float, bound: float) -> float:
     """``P(|mean of n iid X| >= |mean|) <= 2 exp(-n m^2 / (2 (sigma^2 + b |m| / 3)))`` for
     zero-mean ``X`` with variance ``sigma^2`` and ``|X| <= b`` (Bernstein's inequality):
-    a p-value valid at every level and every ``n``."""
+    a p-value valid at every level and every ``n``.
+
+    Examples:
+        >>> round(bernstein_two_sided_pvalue(0.1, 1000, 1.0, 3.0), 6)  # 2 exp(-5 / 1.1)
+        0.021231
+    """
     m = abs(mean)
     exponent = n * m * m / (2.0 * (variance + bound * m / 3.0))
     return float(min(1.0, 2.0 * math.exp(-exponent)))
