@@ -320,10 +320,10 @@ def trials_panel(ax: Any, rejected_trials: np.ndarray, tv: float, check: CheckRe
 
 
 def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
-    """Exact two-sided ``1 - level`` confidence interval of a binomial proportion."""
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(level / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.isf(level / 2, k + 1, n - k))
-    return lo, hi
+    """Exact (Clopper-Pearson) two-sided ``1 - level`` confidence interval of a binomial
+    proportion: ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=1.0 - level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 # -------------------------------------------------------------------------------- per case
