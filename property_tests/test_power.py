@@ -3,11 +3,12 @@ passes exact samplers at that size (docs/battery.md §8, issue "the battery's po
 
 The members come from ``cspd_ref.mutants.edge_members()``: each bends the law by a KS distance
 of 0.0035–0.06 along a direction the case determines (0.007–0.012 for all but two), or puts
-0.4–0.9% of the output on one value, on d = 1, 16, 64 and TV 0.005–0.3 (effects measured once from 4 x 10^6 samples and
-recorded next to each member). At the full tier's planned n (~9 x 10^5 at the gate's level)
-the plan guarantees detection of a KS distance of 0.005 with probability >= 0.99 per tested
-direction, so each assertion here is near-certain, not lucky. The d = 64 members run at most
-once here (``GATE_MEMBERS``); ``python -m property_tests.calibrate_power`` measures the rates.
+0.4–0.9% of the output on one value, on d = 1, 16, 64 and TV 0.005–0.3 (effects measured once
+from 4 x 10^6 samples and recorded next to each member). At the full tier's planned n (~9 x 10^5
+at the gate's level) the plan guarantees detection of a KS distance of 0.005 with probability >=
+0.99 per tested direction, so each assertion here is near-certain, not lucky. The d = 64 members
+run at most once here (``GATE_MEMBERS``); ``python -m property_tests.calibrate_power`` measures
+the rates.
 """
 
 from __future__ import annotations

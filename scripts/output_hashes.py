@@ -59,8 +59,8 @@ def family_hashes() -> dict[str, str]:
     from cspd_ref.builtin_cases import ar_mixture_case, linear_chain_case
     from cspd_ref.cases import demo_case, equal_scale_gaussian_case, mixture_1d_case
     from cspd_ref.mutants import MUTANTS, edge_members
-    from cspd_ref.samplers import ar_sampler, diffusion_sampler, token_sampler
     from cspd_ref.report.implementations import gpu_sampler
+    from cspd_ref.samplers import ar_sampler, diffusion_sampler, token_sampler
 
     token_cases = [demo_case(), equal_scale_gaussian_case(4, 1.0), mixture_1d_case()]
     families: dict[str, list[tuple[Callable[..., Any], Any, int]]] = {
