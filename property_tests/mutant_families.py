@@ -90,7 +90,7 @@ class EffectSize:
         acceptance_deviation: ``acceptance_rate - (1 - TV)``.
         acceptance_noise: a 99 % bound for the deviation: Hoeffding on the rate plus 2.58 TV
             standard errors (TV is Monte Carlo for mixtures in d > 1).
-        tv, tv_stderr: ``cspd_ref.theory.tv_distance(target, draft)``.
+        tv, tv_stderr: ``cspd_ref.theory.tv_distance(draft, target)``.
         n_ref, seed: the sample size and seed.
     """
 
@@ -158,8 +158,8 @@ def effect_size(sampler: Sampler, case: Any, *, n_ref: int = 4_000_000, seed: in
                 chunk: int | None = None) -> EffectSize:
     """Measure a sampler's distance from the target where the battery looks, from ``n_ref`` rows.
 
-    Token ``Case``: KS distance between the output projected on each ``case_directions(target,
-    draft)`` vector and the exact projected target CDF; ``ARCase``: KS distance of each column
+    Token ``Case``: KS distance between the output projected on each ``case_directions(draft,
+    target)`` vector and the exact projected target CDF; ``ARCase``: KS distance of each column
     of the target's Rosenblatt transform from U(0, 1). Both from a histogram of the
     probability-integral transform (``PIT_BINS`` bins, exact to 1/PIT_BINS). Also the largest
     point mass and, when the output has ``.accepted``, the acceptance deviation from
@@ -175,7 +175,7 @@ def effect_size(sampler: Sampler, case: Any, *, n_ref: int = 4_000_000, seed: in
             (f"column[{j}]", None) for j in range(case.seq_len * case.dim)]
         dim = case.seq_len * case.dim
     else:
-        directions = [(dr.label, dr.vector) for dr in case_directions(case.target, case.draft)]
+        directions = [(dr.label, dr.vector) for dr in case_directions(case.draft, case.target)]
         dim = case.dim
     if chunk is None:
         chunk = int(max(20_000, min(500_000, 2_000_000 // max(len(directions), dim))))
@@ -207,7 +207,7 @@ def effect_size(sampler: Sampler, case: Any, *, n_ref: int = 4_000_000, seed: in
     atom_count, atom_value = atoms.largest()
     rate = deviation = acc_noise = tv = tv_se = None
     if accepted_seen and not is_ar:
-        est = tv_distance(case.target, case.draft, rng=np.random.default_rng(seed))
+        est = tv_distance(case.draft, case.target, rng=np.random.default_rng(seed))
         tv, tv_se = est.value, est.stderr
         rate = accepted_total / n_ref
         deviation = rate - (1.0 - tv)
@@ -241,7 +241,7 @@ def mass_toward_draft_ks(case: Case, w: float) -> tuple[float, str]:
     """Exact KS effect of ``mass_toward_draft(w)``: ``w max_a sup_t |F_q,a - F_p,a|`` over the
     ``case_directions``; returns ``(distance, direction label)``."""
     best, label = 0.0, ""
-    for dr in case_directions(case.target, case.draft):
+    for dr in case_directions(case.draft, case.target):
         value = w * _sup_cdf_difference(case.draft.project(dr.vector),
                                         case.target.project(dr.vector))
         if value > best:
@@ -355,7 +355,7 @@ def closed_forms(sampler: Sampler, case: Any) -> tuple[float | None, float | Non
     elif mistake == TokenMistake(draft_mass=mistake.draft_mass):
         ks = mass_toward_draft_ks(case, mistake.draft_mass)[0]
     if mistake.cap is not None and mistake == TokenMistake(cap=mistake.cap, fallback="zero"):
-        tv = tv_distance(case.target, case.draft, rng=np.random.default_rng(0)).value
+        tv = tv_distance(case.draft, case.target, rng=np.random.default_rng(0)).value
         atom = capped_zero_atom_mass(tv, mistake.cap)
     return ks, atom
 

@@ -151,3 +151,35 @@ def test_stale_figures_are_removed(demo_verdict: Verdict, tmp_path: Path) -> Non
     assert not stale.exists()
 
 
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "reports" / "example"
+
+
+@pytest.mark.parametrize("name", ["reference", "draft_only", "gpu_impl_cpu"])
+def test_templates_render_the_committed_examples_byte_for_byte(name: str) -> None:
+    """report.md and report.html are the two templates applied to report.json (one document)."""
+    from cspd_ref.report.render import render_html, render_markdown
+
+    folder = EXAMPLES / name
+    doc = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    assert render_markdown(doc) == (folder / "report.md").read_text(encoding="utf-8")
+    assert render_html(doc, folder) == (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_html_escapes_every_field_and_markdown_keeps_it() -> None:
+    from cspd_ref.report.render import render_html, render_markdown
+
+    doc = json.loads((EXAMPLES / "draft_only" / "report.json").read_text(encoding="utf-8"))
+    doc["title"] = "<script>alert('x')</script> & co"
+    doc["unfinished"] = [{"name": "a|b", "reason": "<timeout>"}]
+    for case in doc["cases"]:
+        case["figures"] = []
+    page = render_html(doc, EXAMPLES / "draft_only")
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
+    assert "<li><b>Not decided:</b> a|b — &lt;timeout&gt;</li>" in page
+    text = render_markdown(doc)
+    assert text.startswith("# <script>alert('x')</script> & co\n")
+    assert "- **Not decided:** a\\|b — <timeout>\n" in text
+    assert "*No figures (output not kept, or not finite).*" in text

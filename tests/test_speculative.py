@@ -183,8 +183,8 @@ def test_tv_of_equal_scale_gaussians_closed_form() -> None:
     mu_q, mu_p, s = np.array([0.0, 0.0]), np.array([1.0, 2.0]), np.array([0.5, 4.0])
     delta = math.hypot(2.0, 0.5)
     expected = 2 * norm.cdf(delta / 2) - 1
-    assert tv_equal_scale_gaussians(mu_p, mu_q, s) == pytest.approx(expected, rel=1e-13)
-    tv = tv_distance(DiagGaussian(mu_p, s), DiagGaussian(mu_q, s))
+    assert tv_equal_scale_gaussians(mu_q, mu_p, s) == pytest.approx(expected, rel=1e-13)
+    tv = tv_distance(DiagGaussian(mu_q, s), DiagGaussian(mu_p, s))
     assert tv.method == "closed_form" and tv.value == pytest.approx(expected, rel=1e-13)
 
 
@@ -193,7 +193,7 @@ def test_tv_1d_unequal_scales_matches_quadratic_crossings() -> None:
     x_star = math.sqrt(8 * math.log(2) / 3)
     expected = (norm.cdf(x_star) - norm.cdf(-x_star)) - (
         norm.cdf(x_star / 2) - norm.cdf(-x_star / 2))
-    tv = tv_distance(DiagGaussian([0.0], [1.0]), DiagGaussian([0.0], [2.0]))
+    tv = tv_distance(DiagGaussian([0.0], [2.0]), DiagGaussian([0.0], [1.0]))
     assert tv.method == "crossings_1d"
     assert tv.value == pytest.approx(expected, abs=1e-12)
 
@@ -202,11 +202,11 @@ def test_tv_monte_carlo_reports_a_standard_error_and_needs_an_rng() -> None:
     p = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.0]], [[0.5, 1.0], [0.5, 1.0]])
     q = DiagGaussian([0.0, 0.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="^rng"):
-        tv_distance(p, q)
-    tv = tv_distance(p, q, rng=np.random.default_rng(0), n_samples=100_000)
+        tv_distance(q, p)
+    tv = tv_distance(q, p, rng=np.random.default_rng(0), n_samples=100_000)
     # The x1 coordinate is identical, so TV equals the 1-D TV of the first coordinate.
-    exact = tv_distance(GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [[0.5], [0.5]]),
-                        DiagGaussian([0.0], [1.0])).value
+    exact = tv_distance(DiagGaussian([0.0], [1.0]),
+                        GaussianMixture([0.5, 0.5], [[-1.0], [1.0]], [[0.5], [0.5]])).value
     assert tv.method == "monte_carlo" and 0 < tv.stderr < 0.01
     assert abs(tv.value - exact) < 5 * tv.stderr
 

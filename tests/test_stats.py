@@ -85,7 +85,8 @@ def mixture_2d() -> GaussianMixture:
 def test_check_result_is_frozen_and_validates_pvalue() -> None:
     result = CheckResult(name="x[2]", statistic=1.0, pvalue=0.5, n=3, compared="a vs b",
                          null="h0", min_pvalue=0.01)
-    assert result.details == {} and result.family == "x"
+    assert result.details.as_dict() == {} and result.direction is None
+    assert result.details_dict() == {} and result.family == "x"
     assert result.can_reject(0.02) and not result.can_reject(0.01)
     assert result.rejects(0.5) and not result.rejects(0.1)
     with pytest.raises(AttributeError):
@@ -156,19 +157,19 @@ def test_ks_one_sample_rounding_band_calibration() -> None:
 
 
 def test_random_unit_directions() -> None:
-    a = random_unit_directions(3, 2000, rng_for(3, 0))
+    a = random_unit_directions(3, 2000, rng=rng_for(3, 0))
     assert a.shape == (2000, 3) and a.dtype == np.float64
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-12)
     # Archimedes: a coordinate of a uniform point on the 2-sphere is U(-1, 1).
     assert ks_one_sample(a[:, 0], lambda v: (v + 1.0) / 2.0).pvalue > POWER_ALPHA
-    np.testing.assert_array_equal(random_unit_directions(1, 5, rng_for(3, 1)), [[1.0]])
+    np.testing.assert_array_equal(random_unit_directions(1, 5, rng=rng_for(3, 1)), [[1.0]])
 
 
 def test_ks_projections_calibration() -> None:
     target = mixture_2d()
 
     def pvalue(rng: np.random.Generator) -> float:
-        directions = random_unit_directions(2, 1, rng)
+        directions = random_unit_directions(2, 1, rng=rng)
         return ks_projections(target.sample(500, rng), target, directions)[0].pvalue
 
     assert_calibrated(false_alarms(pvalue, 4))
@@ -177,10 +178,11 @@ def test_ks_projections_calibration() -> None:
 def test_ks_projections_result_fields() -> None:
     target = mixture_2d()
     rng = rng_for(5, 0)
-    results = ks_projections(target.sample(300, rng), target, random_unit_directions(2, 3, rng))
+    results = ks_projections(target.sample(300, rng), target, random_unit_directions(2, 3, rng=rng))
     assert [r.name for r in results] == ["ks_projection[0]", "ks_projection[1]",
                                          "ks_projection[2]"]
-    assert all(r.n == 300 and len(r.details["direction"]) == 2 for r in results)
+    assert all(r.n == 300 and r.direction is not None and len(r.direction) == 2 for r in results)
+    assert all(list(r.details_dict())[-1] == "direction" for r in results)
 
 
 def test_ks_projections_power_mean_shift() -> None:
@@ -194,7 +196,7 @@ def test_ks_projections_power_mean_shift() -> None:
     for seed in POWER_SEEDS:
         rng = rng_for(7, seed)
         samples = rng.normal(size=(5000, 3)) + np.array([0.2, 0.0, 0.0])
-        results = ks_projections(samples, target_3d, random_unit_directions(3, 16, rng))
+        results = ks_projections(samples, target_3d, random_unit_directions(3, 16, rng=rng))
         assert np.any(familywise_reject([r.pvalue for r in results], POWER_ALPHA))
 
 
@@ -202,7 +204,7 @@ def test_ks_two_sample_calibration() -> None:
     target = mixture_2d()
 
     def pvalue(rng: np.random.Generator) -> float:
-        directions = random_unit_directions(2, 1, rng)
+        directions = random_unit_directions(2, 1, rng=rng)
         x, y = target.sample(300, rng), target.sample(200, rng)
         return ks_two_sample_projections(x, y, directions)[0].pvalue
 
@@ -269,7 +271,7 @@ def test_pit_independence_power_dependence_in_spread() -> None:
         spread = 0.2 + 1.6 * np.abs(u[:, 0] - 0.5)       # in [0.2, 1.0]
         u[:, 1] = 0.5 + spread * (u[:, 1] - 0.5)
         result = pit_independence(u)
-        assert abs(result.details["means"]["1,1"]) < 0.1
+        assert abs(result.details.means["1,1"]) < 0.1
         assert result.pvalue <= POWER_ALPHA
 
 
@@ -300,7 +302,7 @@ def test_pit_independence_needs_enough_columns() -> None:
 def test_mmd_calibration() -> None:
     def pvalue(rng: np.random.Generator) -> float:
         x, y = rng.normal(size=(60, 2)), rng.normal(size=(50, 2))
-        return mmd_permutation_test(x, y, rng, n_permutations=99).pvalue
+        return mmd_permutation_test(x, y, rng=rng, n_permutations=99).pvalue
 
     assert_calibrated(false_alarms(pvalue, 15))
 
@@ -309,16 +311,16 @@ def test_mmd_power_scale() -> None:
     for seed in POWER_SEEDS:
         rng = rng_for(16, seed)
         x, y = rng.normal(size=(1000, 2)), 1.3 * rng.normal(size=(1000, 2))
-        result = mmd_permutation_test(x, y, rng, n_permutations=999)
+        result = mmd_permutation_test(x, y, rng=rng, n_permutations=999)
         assert result.pvalue <= POWER_ALPHA
-        assert result.details["n_exceed"] == 0 and result.n == 2000
+        assert result.details.n_exceed == 0 and result.n == 2000
 
 
 def test_mmd_statistic_matches_direct_formula() -> None:
     rng = rng_for(17, 0)
     x, y = rng.normal(size=(7, 3)), rng.normal(size=(5, 3)) + 0.5
     h = 1.3
-    result = mmd_permutation_test(x, y, rng, n_permutations=5, bandwidth=h)
+    result = mmd_permutation_test(x, y, rng=rng, n_permutations=5, bandwidth=h)
 
     def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * h * h))
@@ -333,14 +335,14 @@ def test_mmd_statistic_matches_direct_formula() -> None:
 def test_mmd_permutation_floor_is_one_over_b_plus_one() -> None:
     rng = rng_for(19, 0)
     x, y = rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 5.0
-    result = mmd_permutation_test(x, y, rng, n_permutations=199)
+    result = mmd_permutation_test(x, y, rng=rng, n_permutations=199)
     assert result.pvalue == result.min_pvalue == pytest.approx(1 / 200)
 
 
 def test_mmd_betting_calibration() -> None:
     def pvalue(rng: np.random.Generator) -> float:
         x, y = rng.normal(size=(600, 2)), rng.normal(size=(600, 2))
-        return mmd_betting_test(x, y, rng, witness_points=100).pvalue
+        return mmd_betting_test(x, y, rng=rng, witness_points=100).pvalue
 
     assert_calibrated(false_alarms(pvalue, 45), conservative=True)
 
@@ -351,9 +353,9 @@ def test_mmd_betting_power_and_floor_reach_the_gate_levels() -> None:
     for seed in POWER_SEEDS:
         rng = rng_for(46, seed)
         x, y = 1.2 * rng.normal(size=(40_000, 3)), rng.normal(size=(40_000, 3))
-        result = mmd_betting_test(x, y, rng)
+        result = mmd_betting_test(x, y, rng=rng)
         assert result.pvalue < 1e-9 and result.min_pvalue < 1e-100
-        assert result.details["mean_payoff"] > 0.0
+        assert result.details.mean_payoff > 0.0
 
 
 # --------------------------------------------------------------------------- counts
@@ -408,7 +410,7 @@ def test_acceptance_binomial_values_and_edges() -> None:
     # The observed rate inside the TV interval: p-value 1; outside: the nearest endpoint.
     assert acceptance_binomial_test(650, 1000, 0.3, tv_interval=(0.2, 0.4)).pvalue == 1.0
     result = acceptance_binomial_test(600, 1000, 0.3, tv_interval=(0.25, 0.35))
-    assert result.details["rate_at_max"] == pytest.approx(0.65)
+    assert result.details.rate_at_max == pytest.approx(0.65)
     expected = 2 * stats.binom.cdf(600, 1000, 0.65)
     assert result.pvalue == pytest.approx(expected, rel=1e-10)
     assert result.statistic == 0.6 and result.n == 1000
@@ -505,8 +507,8 @@ def test_atom_check_power() -> None:
         for target in (None, log_prob):
             result = atom_check(zeros, target)
             assert result.pvalue <= POWER_ALPHA
-            assert result.details["max_multiplicity"] >= 200
-            assert result.details["repeated_value"] == [0.0]
+            assert result.details.max_multiplicity >= 200
+            assert result.details.repeated_value == (0.0,)
         draft = samples.copy()
         draft[:200] = samples[200]  # "the draft itself", repeated
         assert atom_check(draft).pvalue <= POWER_ALPHA
@@ -607,9 +609,9 @@ BAD_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("cdf", lambda: ks_one_sample([0.0, 1.0], lambda v: v + 2.0)),
     ("cdf", lambda: ks_one_sample([0.0, 1.0], lambda v: 1.0 - stats.norm.cdf(v))),
     ("cdf", lambda: ks_one_sample([0.0, 1.0], lambda v: np.full_like(v, np.nan))),
-    ("d", lambda: random_unit_directions(0, 3, RNG)),
-    ("m", lambda: random_unit_directions(3, 0, RNG)),
-    ("rng", lambda: random_unit_directions(3, 2, 42)),  # type: ignore[arg-type]
+    ("d", lambda: random_unit_directions(0, 3, rng=RNG)),
+    ("m", lambda: random_unit_directions(3, 0, rng=RNG)),
+    ("rng", lambda: random_unit_directions(3, 2, rng=42)),  # type: ignore[arg-type]
     ("samples", lambda: ks_projections(np.zeros(5), TARGET_2D, [[1.0, 0.0]])),
     ("samples", lambda: ks_projections(np.full((5, 2), np.inf), TARGET_2D, [[1.0, 0.0]])),
     ("target", lambda: ks_projections(GOOD_2D, "N(0,1)", [[1.0, 0.0]])),  # type: ignore[arg-type]
@@ -623,16 +625,16 @@ BAD_CALLS: list[tuple[str, Callable[[], object]]] = [
     ("u", lambda: pit_uniformity(np.array([[0.5, np.nan]]))),
     ("u", lambda: pit_independence(np.array([[0.5, -0.1], [0.2, 0.3]]))),
     ("offset", lambda: pit_independence(np.full((4, 4), 0.5), offset=2)),
-    ("x", lambda: mmd_betting_test(np.zeros((5, 2)), GOOD_2D, RNG)),
-    ("y", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 3)), RNG)),
-    ("bandwidth", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 2)), RNG,
+    ("x", lambda: mmd_betting_test(np.zeros((5, 2)), GOOD_2D, rng=RNG)),
+    ("y", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 3)), rng=RNG)),
+    ("bandwidth", lambda: mmd_betting_test(np.zeros((600, 2)), np.zeros((600, 2)), rng=RNG,
                                            bandwidth=0.0)),
-    ("x", lambda: mmd_permutation_test(np.zeros((1, 2)), GOOD_2D, RNG)),
-    ("y", lambda: mmd_permutation_test(GOOD_2D, np.zeros((5, 3)), RNG)),
-    ("y", lambda: mmd_permutation_test(GOOD_2D, np.full((5, 2), np.nan), RNG)),
-    ("rng", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, None)),  # type: ignore[arg-type]
-    ("n_permutations", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, RNG, n_permutations=0)),
-    ("bandwidth", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, RNG, bandwidth=-1.0)),
+    ("x", lambda: mmd_permutation_test(np.zeros((1, 2)), GOOD_2D, rng=RNG)),
+    ("y", lambda: mmd_permutation_test(GOOD_2D, np.zeros((5, 3)), rng=RNG)),
+    ("y", lambda: mmd_permutation_test(GOOD_2D, np.full((5, 2), np.nan), rng=RNG)),
+    ("rng", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, rng=None)),  # type: ignore[arg-type]
+    ("n_permutations", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, rng=RNG, n_permutations=0)),
+    ("bandwidth", lambda: mmd_permutation_test(GOOD_2D, GOOD_2D, rng=RNG, bandwidth=-1.0)),
     ("n", lambda: acceptance_binomial_test(1, 0, 0.3)),
     ("n_accepted", lambda: acceptance_binomial_test(11, 10, 0.3)),
     ("n_accepted", lambda: acceptance_binomial_test(2.5, 10, 0.3)),  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ def run_demo(n: int, seed: int) -> int:
     case = demo_case()
     rng = np.random.default_rng(seed)
     result = speculative_sample(case.draft, case.target, n, rng)
-    tv = tv_distance(case.target, case.draft, rng=np.random.default_rng(seed + 1))
+    tv = tv_distance(case.draft, case.target, rng=np.random.default_rng(seed + 1))
     expected = 1.0 - tv.value
     rate = float(result.accepted.mean())
     se = math.sqrt(expected * (1 - expected) / n + tv.stderr**2)

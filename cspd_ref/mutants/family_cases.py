@@ -179,7 +179,7 @@ def mixture_case(d: int, K: int, tv_hint: float, seed: int = 0) -> Case:
         lo, hi = (mid, hi) if tv_of(mid) < tv_hint else (lo, mid)
     draft = _perturbed_draft(target, 0.5 * (lo + hi), directions, log_scale, logits)
     draft = GaussianMixture(draft.weights, draft.means, draft.scales)  # validated
-    tv = tv_distance(target, draft, rng=np.random.default_rng(seed + 1)).value
+    tv = tv_distance(draft, target, rng=np.random.default_rng(seed + 1)).value
     return Case(draft=draft, target=target, name=f"mixture-d{d}-K{K}-tv{tv:.4f}",
                 tags=("mixture",))
 

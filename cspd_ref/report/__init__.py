@@ -6,7 +6,8 @@ figures.
 command-line front end (``cspd_ref.verify_cli``).
 """
 
+from cspd_ref.report.document import build_document
 from cspd_ref.report.figures import FigureInfo, case_figures
-from cspd_ref.report.render import ReportPaths, build_document, write_report
+from cspd_ref.report.render import ReportPaths, write_report
 
 __all__ = ["FigureInfo", "ReportPaths", "build_document", "case_figures", "write_report"]

@@ -32,6 +32,7 @@ from scipy import stats
 
 from cspd_ref.cases import ARCase, Case, DiffusionCase
 from cspd_ref.stats import CheckResult, dkw_detectable_distance
+from cspd_ref.stats.details import AcceptanceDetails
 from cspd_ref.validation import FloatArray
 
 DPI = 90
@@ -254,8 +255,12 @@ def acceptance_figure(accepted: np.ndarray, trials: np.ndarray | None,
         return None
     n = int(accepted.shape[0])
     k = int(np.sum(accepted))
-    expected = float(check.details.get("expected_rate", math.nan))
-    rate_lo, rate_hi = (float(v) for v in check.details.get("rate_interval", (expected,) * 2))
+    details = check.details
+    if isinstance(details, AcceptanceDetails):
+        expected = float(details.expected_rate)
+        rate_lo, rate_hi = (float(v) for v in details.rate_interval)
+    else:
+        expected = rate_lo = rate_hi = math.nan
     # Acceptance region of the test at level alpha_check (conservative over the TV interval).
     region = (float(stats.binom.ppf(alpha_check / 2, n, rate_lo)) / n,
               float(stats.binom.isf(alpha_check / 2, n, rate_hi)) / n)
@@ -315,10 +320,10 @@ def trials_panel(ax: Any, rejected_trials: np.ndarray, tv: float, check: CheckRe
 
 
 def clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
-    """Exact two-sided ``1 - level`` confidence interval of a binomial proportion."""
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(level / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.isf(level / 2, k + 1, n - k))
-    return lo, hi
+    """Exact (Clopper-Pearson) two-sided ``1 - level`` confidence interval of a binomial
+    proportion: ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=1.0 - level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 # -------------------------------------------------------------------------------- per case
@@ -326,10 +331,10 @@ def worst_direction(checks: Sequence[CheckResult], d: int,
                     prefix: str) -> tuple[FloatArray, CheckResult | None]:
     """The direction of the projection check (name starting with ``prefix``) with the smallest
     p-value, and that check (``e_0`` and None when there is none)."""
-    candidates = [c for c in checks if c.name.startswith(prefix) and "direction" in c.details]
+    candidates = [c for c in checks if c.name.startswith(prefix) and c.direction is not None]
     if candidates:
         check = min(candidates, key=lambda c: c.pvalue)
-        return np.asarray(check.details["direction"], dtype=np.float64), check
+        return np.asarray(check.direction, dtype=np.float64), check
     direction = np.zeros(d)
     direction[0] = 1.0
     return direction, None

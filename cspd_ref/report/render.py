@@ -2,12 +2,15 @@
 
 ``write_report(verdicts, cases, out_dir, title=..., sampler_name=...)`` writes
 
-* ``report.md`` — what was tested, the null hypotheses, the family-wise error control, the
-  smallest KS distance the run detects, a table of every check and the verdict, per case, with
-  the figures referenced relatively (``figures/*.png``);
-* ``report.html`` — the same content, self-contained (figures embedded as base64 PNG);
-* ``report.json`` — machine-readable: every check (statistic, p-value, Holm-adjusted p-value, n,
-  compared, null, details), the verdicts, alpha, seeds, versions and the command line;
+* ``report.json`` — the document model (``cspd_ref.report.document.build_document``):
+  every check (statistic, p-value, Holm-adjusted p-value, n, compared, null, details), the
+  verdicts, alpha, seeds, versions and the command line;
+* ``report.md`` — that document rendered by the Jinja2 template ``templates/report.md.j2``:
+  what was tested, the null hypotheses, the family-wise error control, the smallest KS distance
+  the run detects, a table of every check and the verdict, per case, with the figures referenced
+  relatively (``figures/*.png``);
+* ``report.html`` — the same document rendered by ``templates/report.html.j2`` (autoescaped),
+  self-contained (figures embedded as base64 PNG);
 * ``figures/*.png`` — see ``cspd_ref.report.figures``.
 
 The output is a deterministic function of the inputs (and of the library versions): the only
@@ -21,65 +24,35 @@ import base64
 import datetime as _dt
 import html
 import json
-import math
-import platform
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import jinja2
+from markupsafe import Markup
 
-from cspd_ref.cases import ARCase, Case, DiffusionCase
-from cspd_ref.report.figures import ALPHA, MINUS, TIMES, FigureInfo, case_figures, per_check_alpha
-from cspd_ref.stats import CheckResult
+from cspd_ref.report.document import (
+    SCHEMA,
+    build_document,
+    case_paragraphs,
+    describe_case,
+    fmt_p,
+    fmt_stat,
+    jsonable,
+    verdict_word,
+)
+from cspd_ref.report.figures import ALPHA, FigureInfo, case_figures
 
-SCHEMA = "cspd-report/1"
-"""Identifier of the JSON layout (bumped when fields change meaning)."""
+__all__ = ["FIGURE_DIR", "SCHEMA", "ReportPaths", "build_document", "describe_case", "jsonable",
+           "render_html", "render_markdown", "write_report"]
+
 FIGURE_DIR = "figures"
-
-FAMILY_DESCRIPTIONS: dict[str, str] = {
-    "ks_projection": "one-sample Kolmogorov-Smirnov (KS) test of the samples projected on a "
-                     "random unit direction against the exact CDF of the projected target "
-                     "mixture (by Cramér-Wold, equal laws have equal projections)",
-    "ks_axis": "one-sample KS test of one coordinate against the target's exact marginal CDF "
-               "(allowing the output's rounding)",
-    "ks_mean_difference": "one-sample KS test along the difference of the target's and the "
-                          "draft's means",
-    "ks_components": "one-sample KS test along the difference of a target and a draft "
-                     "component mean",
-    "ks_random": "one-sample KS test along a random unit direction (drawn from the battery's "
-                 "seed, not from the data)",
-    "ks2_log_target": "two-sample KS test of log p(x) against an exact target sample rounded "
-                      "to the output's dtype",
-    "ks2_log_ratio": "two-sample KS test of log p(x) - log q(x) against an exact target "
-                     "sample rounded to the output's dtype (mass leaking toward the draft)",
-    "mmd_betting": "kernel MMD two-sample test by betting (witness from a training split, "
-                   "Ville's inequality) against direct draws of the target chain",
-    "ks_1d": "one-sample KS test of the 1-D samples against the exact target CDF",
-    "pit_uniformity": "KS test that the pooled Rosenblatt / PIT values (each coordinate's "
-                      "conditional target CDF given the earlier ones) are U(0, 1)",
-    "pit_independence": "smooth test (Legendre products, Bernstein bound) of independence "
-                        "between consecutive Rosenblatt columns",
-    "ks_rosenblatt": "KS test of one Rosenblatt column (generation order) against U(0, 1)",
-    "atoms": "atom check: no value repeated more often than the dtype's rounding of a "
-             "continuous law explains",
-    "acceptance_binomial": "exact binomial test of the acceptance count against "
-                           f"Binomial(n, 1 {MINUS} TV), TV computed in float64",
-    "geometric_trials": "KS test (randomized PIT) of the residual trial counts of rejected rows "
-                        "against Geometric(TV)",
-    "trials_consistent": "consistency of the reported residual trial counts",
-    "ks2_projection": "two-sample KS test of a random projection against direct draws of the "
-                      "target chain",
-    "ks2_axis": "exact two-sample KS test of one coordinate against direct draws of the target "
-                "chain",
-    "ks2_random": "exact two-sample KS test of a random projection against direct draws of "
-                  "the target chain",
-    "mmd": "Gaussian-kernel MMD test (median-heuristic bandwidth, permutation null) against "
-           "direct draws of the target chain",
-    "finite": "finiteness of the samples (NaN/inf)",
-}
+"""The report folder's sub-folder of PNG figures."""
+TEMPLATES = "templates"
+"""The package folder of the Jinja2 templates (``report.md.j2``, ``report.html.j2``)."""
 
 
 @dataclass(frozen=True)
@@ -101,405 +74,105 @@ class ReportPaths:
     figures: tuple[Path, ...]
 
 
-# ----------------------------------------------------------------------------- helpers
-def family(name: str) -> str:
-    """``"ks_projection[3]"`` -> ``"ks_projection"``."""
-    return name.split("[", 1)[0]
+# ----------------------------------------------------------------------------- templates
+def md_escape(text: str) -> str:
+    r"""Escape the characters that break a Markdown table cell (``|``, newlines).
+
+    Examples:
+        >>> print(md_escape("a|b"))
+        a\|b
+    """
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
+def inline_code(text: str) -> Markup:
+    """Escape ``text`` for HTML and turn Markdown backticks into ``<code>``.
+
+    Examples:
+        >>> str(inline_code("run `cspd` & wait"))
+        'run <code>cspd</code> &amp; wait'
+    """
+    parts = html.escape(text).split("`")
+    return Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
+
+
+def verdict_span(equivalent: bool | None) -> Markup:
+    """A coloured verdict word.
+
+    Examples:
+        >>> str(verdict_span(True))
+        '<span class="ok">EQUIVALENT</span>'
+    """
+    return Markup(f'<span class="{"ok" if equivalent else "bad"}">{verdict_word(equivalent)}'
+                  "</span>")
+
+
+def count_equivalent(cases: Sequence[dict[str, Any]]) -> int:
+    """How many case records of a document are equivalent."""
+    return sum(bool(c["equivalent"]) for c in cases)
+
+
+def join_str(values: Sequence[Any], separator: str) -> str:
+    """``separator.join(str(v) for v in values)`` (a plain string: the HTML escapes it whole)."""
+    return separator.join(str(v) for v in values)
+
+
+def figure_data(out_dir: Path, path: str) -> str:
+    """The PNG at ``out_dir / path`` as base64 (for a ``data:`` URL)."""
+    return base64.b64encode((Path(out_dir) / path).read_bytes()).decode("ascii")
+
+
+@jinja2.pass_eval_context
+def escape_html(eval_ctx: jinja2.nodes.EvalContext, value: Any) -> Any:
+    """Every ``{{ }}`` of an autoescaped template is escaped by ``html.escape`` (as the HTML
+    reports always were: ``&#x27;`` for an apostrophe), markup excepted."""
+    if eval_ctx.autoescape and not isinstance(value, Markup):
+        return Markup(html.escape(str(value)))
+    return value
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the report templates: autoescape for ``*.html.j2``, the
+    number formats and prose helpers as filters and globals.
+
+    Examples:
+        >>> environment().get_template("report.md.j2").name
+        'report.md.j2'
+    """
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cspd_ref.report", TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
+                                            default_for_string=False),
+        finalize=escape_html, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined)
+    env.filters.update(fmt=format, fmt_p=fmt_p, fmt_stat=fmt_stat, md_escape=md_escape,
+                       inline_code=inline_code, verdict_word=verdict_word,
+                       verdict_span=verdict_span, count_equivalent=count_equivalent,
+                       join_str=join_str)
+    env.globals.update(ALPHA=ALPHA, FIGURE_DIR=FIGURE_DIR, case_paragraphs=case_paragraphs,
+                       figure_data=figure_data)
+    return env
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """``report.md`` from the document model (template ``report.md.j2``)."""
+    return environment().get_template("report.md.j2").render(doc=doc)
+
+
+def render_html(doc: dict[str, Any], out_dir: Path) -> str:
+    """``report.html`` from the document model (template ``report.html.j2``): the Markdown's
+    content, self-contained (the PNG figures under ``out_dir`` embedded as base64)."""
+    return environment().get_template("report.html.j2").render(doc=doc, out_dir=out_dir)
+
+
+# ----------------------------------------------------------------------------- entry point
 def slug(text: str) -> str:
     """A file-name-safe version of ``text``."""
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "case"
 
 
-def fmt_p(p: float) -> str:
-    """A p-value for tables: 4 decimals, scientific below 1e-3."""
-    if p == 0.0:
-        return "0"
-    if p < 1e-3:
-        return f"{p:.2e}"
-    return f"{p:.4f}"
 
-
-def fmt_stat(x: float) -> str:
-    """A statistic for tables (4 significant digits)."""
-    return f"{x:.4g}"
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with NumPy scalars/arrays, tuples and paths made JSON-native.
-
-    Non-finite floats become the strings ``"inf"``, ``"-inf"``, ``"nan"`` (strict JSON has no
-    such numbers).
-    """
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, Path):
-        return value.as_posix()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def cspd_version() -> str:
-    """The installed ``cspd`` distribution's version (else ``cspd_ref.__version__``, else the
-    ``version`` line of the source tree's ``pyproject.toml``, else ``"unknown"``)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("cspd")
-    except metadata.PackageNotFoundError:
-        pass
-    import cspd_ref
-
-    version = getattr(cspd_ref, "__version__", None)
-    if isinstance(version, str):
-        return version
-    pyproject = Path(cspd_ref.__file__).resolve().parent.parent / "pyproject.toml"
-    if pyproject.is_file():
-        match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.MULTILINE)
-        if match:
-            return f"{match.group(1)} (source tree)"
-    return "unknown"
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python, NumPy, SciPy, Matplotlib and cspd."""
-    import matplotlib
-    import scipy
-
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "matplotlib": matplotlib.__version__,
-            "cspd": cspd_version()}
-
-
-def describe_case(case: Any) -> tuple[str, str]:
-    """``(kind, one-sentence description)`` of a case."""
-    if isinstance(case, Case):
-        t, q = case.target, case.draft
-        single = " (single Gaussians, equal scales)" if "equal_scales" in case.tags else ""
-        return "token", (f"one token, d = {case.dim}: target a diagonal Gaussian mixture with "
-                         f"K = {t.n_components} component(s), draft K = {q.n_components}"
-                         f"{single}; the target law is in closed form")
-    if isinstance(case, DiffusionCase):
-        closed = case.target is not None
-        steps = getattr(case.target_chain, "num_steps", "?")
-        how = ("the target chain's marginal is in closed form (linear Gaussian chain)" if closed
-               else "the target chain has no closed form, so the samples are compared with "
-                    "direct draws of the target chain")
-        return "diffusion", (f"diffusion-head tokens, d = {case.dim}, T = {steps} denoising "
-                             f"steps; {how}")
-    if isinstance(case, ARCase):
-        return "ar", (f"AR sequences of L = {case.seq_len} tokens of d = {case.dim} in "
-                      f"{case.schedule.num_groups} groups; the target's conditionals are "
-                      "closed-form mixtures, so its Rosenblatt transform is exact")
-    return type(case).__name__, f"a case of type {type(case).__name__}"
-
-
-def check_record(check: CheckResult, adjusted: float, alpha: float) -> dict[str, Any]:
-    """The JSON record of one check."""
-    return {"name": check.name, "family": family(check.name), "statistic": check.statistic,
-            "pvalue": check.pvalue, "adjusted_pvalue": adjusted, "rejected": adjusted <= alpha,
-            "n": check.n, "compared": check.compared, "null": check.null,
-            "min_pvalue": check.min_pvalue, "details": check.details}
-
-
-def case_notes(verdict: Any, case: Any) -> list[str]:
-    """Remarks on what was *not* tested (so a pass is not over-read)."""
-    names = {family(c.name) for c in verdict.checks}
-    notes = []
-    if "finite" in names:
-        notes.append("The samples contain NaN or inf values; the other checks were not run.")
-    elif isinstance(case, Case) and "acceptance_binomial" not in names:
-        notes.append("The sampler returned bare samples (no accept mask), so the acceptance "
-                     "and residual-trial checks were not run; return an object with "
-                     "`.samples`, `.accepted` and `.trials` to include them.")
-    elif "acceptance_binomial" in names and "geometric_trials" not in names:
-        notes.append("No residual trial counts were tested (none exposed, no rejected row, or "
-                     "a one-pass residual such as reflection that reports 0 trials).")
-    if verdict.output is None:
-        notes.append("The sampler's output was not kept (verify(..., keep_output=True)), so "
-                     "there are no figures.")
-    return notes
-
-
-# ----------------------------------------------------------------------------- document model
-def build_document(verdicts: Sequence[Any], cases: Sequence[Any],
-                   figures: Sequence[Sequence[FigureInfo]], out_dir: Path, *, title: str,
-                   sampler_name: str, command: str | None, generated: str | None,
-                   alpha: float | None,
-                   unfinished: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """The report's content as a JSON-ready dict (``report.json``; the Markdown and HTML are
-    rendered from it). ``unfinished`` lists ``(case name, reason)`` for cases that did not
-    finish (a timeout, a sampler that raised): the report is then partial and its verdict
-    ``equivalent`` is None (not decided)."""
-    case_records = []
-    for verdict, case, figs in zip(verdicts, cases, figures, strict=True):
-        kind, description = describe_case(case)
-        checks = [check_record(c, p, verdict.alpha)
-                  for c, p in zip(verdict.checks, verdict.adjusted_pvalues, strict=True)]
-        notes = case_notes(verdict, case)
-        case_records.append({
-            "name": verdict.case_name, "kind": kind, "description": description,
-            "equivalent": verdict.equivalent, "alpha": verdict.alpha,
-            "per_check_alpha": per_check_alpha(verdict.alpha, len(verdict.checks)),
-            "n": verdict.n, "seed": verdict.seed,
-            "detectable_distance": verdict.detectable_distance,
-            "detectable": {family: {"value": effect.value, "meaning": effect.meaning}
-                           for family, effect in verdict.detectable.items()},
-            "tier": verdict.tier, "resolution": verdict.resolution,
-            "skipped": list(verdict.skipped),
-            "min_adjusted_pvalue": verdict.min_adjusted_pvalue,
-            "failed": [c.name for c in verdict.failed],
-            "notes": notes,
-            "checks": checks,
-            "figures": [{"path": f.path.relative_to(out_dir).as_posix(), "caption": f.caption,
-                         "kind": f.kind} for f in figs],
-        })
-    total_alpha = float(sum(v.alpha for v in verdicts)) if alpha is None else float(alpha)
-    doc: dict[str, Any] = {
-        "schema": SCHEMA,
-        "title": title,
-        "sampler": sampler_name,
-        "command": command,
-    }
-    if generated is not None:
-        doc["generated"] = generated
-    doc.update({
-        "equivalent": (all(v.equivalent for v in verdicts) if not unfinished else None),
-        "unfinished": [{"name": name, "reason": reason} for name, reason in unfinished],
-        "alpha": total_alpha,
-        "error_control": ("Holm's step-down procedure over the checks of each case at the "
-                          "case's alpha; Bonferroni across cases (the case alphas sum to "
-                          "alpha)"),
-        "seeds": [v.seed for v in verdicts],
-        "versions": versions(),
-        "cases": case_records,
-    })
-    return jsonable(doc)
-
-
-# ----------------------------------------------------------------------------- Markdown
-def family_summary(checks: Sequence[dict[str, Any]]) -> list[tuple[str, int, str, str]]:
-    """``(family, count, description, null)`` in order of first appearance."""
-    order: dict[str, list[dict[str, Any]]] = {}
-    for c in checks:
-        order.setdefault(c["family"], []).append(c)
-    return [(fam, len(items), FAMILY_DESCRIPTIONS.get(fam, items[0]["compared"]),
-             items[0]["null"]) for fam, items in order.items()]
-
-
-def verdict_word(equivalent: bool | None) -> str:
-    """``EQUIVALENT`` / ``NOT EQUIVALENT`` / ``NOT DECIDED`` (None: a case did not finish)."""
-    if equivalent is None:
-        return "NOT DECIDED"
-    return "EQUIVALENT" if equivalent else "NOT EQUIVALENT"
-
-
-def case_paragraphs(rec: dict[str, Any]) -> dict[str, Any]:
-    """The prose of one case section (shared by the Markdown and the HTML)."""
-    m = len(rec["checks"])
-    fams = family_summary(rec["checks"])
-    has_counts = any(f[0] in ("acceptance_binomial", "geometric_trials") for f in fams)
-    tested = (f"The sampler was called once as `sampler(case, n={rec['n']}, "
-              f"seed={rec['seed']})` on this case: {rec['description']}. Its output was "
-              f"judged by {m} check(s):")
-    tests = [(f"{count} {TIMES} " if count > 1 else "") + desc for fam, count, desc, _ in fams]
-    null = ("Null hypothesis of the case: the sampler's output follows the target law exactly"
-            + (" and its acceptance and residual trial counts follow the laws of exact "
-               "speculative sampling" if has_counts else "")
-            + ". Null of each check:")
-    nulls = [f"`{fam}`: {n}" for fam, _, _, n in fams]
-    control = (f"Family-wise error: the {m} p-values are combined by Holm's step-down procedure "
-               f"at {ALPHA} = {rec['alpha']:.3g}; the case fails iff some Holm-adjusted p-value "
-               f"is ≤ {ALPHA}. An exact sampler fails it with probability at most {ALPHA}, "
-               "whatever the dependence between the checks.")
-    seen = "; ".join(f"`{family}`: {effect['value']:.4g} ({effect['meaning']})"
-                     for family, effect in rec["detectable"].items())
-    sensitivity = (f"Sensitivity: at n = {rec['n']} ({rec['tier']} tier, output "
-                   f"{rec['resolution']}), each family of checks flags, with probability ≥ 0.99 "
-                   f"by itself at the per-check level {ALPHA}/{m} = "
-                   f"{rec['per_check_alpha']:.2g}, an effect at least: {seen}. Smaller "
-                   "deviations can pass; the detectable distances shrink like 1/√n."
-                   + "".join(f" Skipped: {reason}." for reason in rec["skipped"]))
-    if rec["equivalent"]:
-        verdict = (f"no Holm-adjusted p-value is ≤ {ALPHA} = {rec['alpha']:.3g} (smallest "
-                   f"{fmt_p(rec['min_adjusted_pvalue'])}): the output is consistent with the "
-                   "target law at this sample size.")
-    else:
-        failed = ", ".join(f"`{name}`" for name in rec["failed"])
-        verdict = (f"{len(rec['failed'])} check(s) rejected at family-wise {ALPHA} = "
-                   f"{rec['alpha']:.3g}: {failed}. The output does not follow the target law.")
-    return {"tested": tested, "tests": tests, "null": null, "nulls": nulls,
-            "control": control, "sensitivity": sensitivity, "verdict": verdict}
-
-
-def md_escape(text: str) -> str:
-    """Escape the characters that break a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(doc: dict[str, Any]) -> str:
-    """``report.md`` from the document model."""
-    lines = [f"# {doc['title']}", ""]
-    lines.append(f"- **Sampler:** `{doc['sampler']}`")
-    if doc.get("command"):
-        lines.append(f"- **Command:** `{doc['command']}`")
-    if doc.get("generated"):
-        lines.append(f"- **Generated:** {doc['generated']}")
-    n_cases = len(doc["cases"])
-    n_failed = sum(not c["equivalent"] for c in doc["cases"])
-    lines.append(f"- **Verdict:** **{verdict_word(doc['equivalent'])}** "
-                 f"({n_cases - n_failed} of {n_cases} finished case(s) equivalent)")
-    for item in doc.get("unfinished", []):
-        lines.append(f"- **Not decided:** {md_escape(item['name'])} — {md_escape(item['reason'])}")
-    lines.append(f"- **Family-wise {ALPHA}:** {doc['alpha']:.3g} — {doc['error_control']}")
-    lines.append(f"- **Seeds:** {', '.join(str(s) for s in doc['seeds'])}")
-    lines += ["", "A sampler is *equivalent* when its output is indistinguishable from the exact "
-              "target law by every check of the battery (docs/battery.md). Under the null "
-              "hypothesis (the sampler is exact) the whole report says NOT EQUIVALENT with "
-              f"probability at most {ALPHA} = {doc['alpha']:.3g}.", ""]
-    lines += [f"| case | n | seed | checks | {ALPHA} (case) | detectable KS distance | "
-              "min adjusted p | verdict |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for c in doc["cases"]:
-        lines.append(f"| {md_escape(c['name'])} | {c['n']} | {c['seed']} | {len(c['checks'])} "
-                     f"| {c['alpha']:.3g} | {c['detectable_distance']:.4f} | "
-                     f"{fmt_p(c['min_adjusted_pvalue'])} | {verdict_word(c['equivalent'])} |")
-    for i, c in enumerate(doc["cases"], 1):
-        text = case_paragraphs(c)
-        lines += ["", f"## {i}. {c['name']} — {verdict_word(c['equivalent'])}", ""]
-        lines += [text["tested"], ""] + [f"- {t}" for t in text["tests"]] + [""]
-        lines += [f"> {note}" for note in c["notes"]] + ([""] if c["notes"] else [])
-        lines += [text["null"], ""] + [f"- {t}" for t in text["nulls"]] + [""]
-        lines += [text["control"], "", text["sensitivity"], ""]
-        lines += ["| # | check | statistic | p-value | Holm-adjusted p | n | result | compared |",
-                  "|---:|---|---:|---:|---:|---:|---|---|"]
-        for j, chk in enumerate(c["checks"], 1):
-            result = "**REJECTED**" if chk["rejected"] else "pass"
-            lines.append(f"| {j} | `{chk['name']}` | {fmt_stat(chk['statistic'])} | "
-                         f"{fmt_p(chk['pvalue'])} | {fmt_p(chk['adjusted_pvalue'])} | "
-                         f"{chk['n']} | {result} | {md_escape(chk['compared'])} |")
-        lines += ["", f"**Verdict: {verdict_word(c['equivalent'])}** — {text['verdict']}", ""]
-        for fig in c["figures"]:
-            lines += [f"![{md_escape(fig['kind'])}]({fig['path']})", "", f"*{fig['caption']}*",
-                      ""]
-        if not c["figures"]:
-            lines += ["*No figures (output not kept, or not finite).*", ""]
-    lines += ["## Versions", ""]
-    lines += [f"- {k}: {v}" for k, v in doc["versions"].items()]
-    lines += ["", "Machine-readable: `report.json` (schema "
-              f"`{doc['schema']}`). Figures: `{FIGURE_DIR}/`.", ""]
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- HTML
-HTML_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 70rem;
-       margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.88rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; vertical-align: top; }
-th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok { color: #1b7837; font-weight: bold; }
-.bad { color: #c51b7d; font-weight: bold; }
-figure { margin: 1rem 0; }
-figcaption { font-size: 0.85rem; color: #555; max-width: 50rem; }
-code { background: #f5f5f5; padding: 0 0.2rem; }
-""".strip()
-
-
-def inline_code(text: str) -> str:
-    """Escape ``text`` for HTML and turn Markdown backticks into ``<code>``."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def verdict_span(equivalent: bool | None) -> str:
-    """A coloured verdict word."""
-    return (f'<span class="{"ok" if equivalent else "bad"}">{verdict_word(equivalent)}'
-            "</span>")
-
-
-def render_html(doc: dict[str, Any], out_dir: Path) -> str:
-    """``report.html``: the Markdown's content, self-contained (PNG figures as base64)."""
-    e = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{e(doc['title'])}</title>", f"<style>\n{HTML_STYLE}\n</style>", "</head>",
-             "<body>", f"<h1>{e(doc['title'])}</h1>", "<ul>",
-             f"<li><b>Sampler:</b> <code>{e(doc['sampler'])}</code></li>"]
-    if doc.get("command"):
-        parts.append(f"<li><b>Command:</b> <code>{e(doc['command'])}</code></li>")
-    if doc.get("generated"):
-        parts.append(f"<li><b>Generated:</b> {e(doc['generated'])}</li>")
-    n_cases = len(doc["cases"])
-    n_failed = sum(not c["equivalent"] for c in doc["cases"])
-    parts += [f"<li><b>Verdict:</b> {verdict_span(doc['equivalent'])} ({n_cases - n_failed} of "
-              f"{n_cases} finished case(s) equivalent)</li>",
-              *[f"<li><b>Not decided:</b> {e(item['name'])} — {e(item['reason'])}</li>"
-                for item in doc.get("unfinished", [])],
-              f"<li><b>Family-wise {ALPHA}:</b> {doc['alpha']:.3g} — "
-              f"{e(doc['error_control'])}</li>",
-              f"<li><b>Seeds:</b> {e(', '.join(str(s) for s in doc['seeds']))}</li>", "</ul>",
-              "<p>A sampler is <em>equivalent</em> when its output is indistinguishable from the "
-              "exact target law by every check of the battery (docs/battery.md). Under the null "
-              "hypothesis (the sampler is exact) the whole report says NOT EQUIVALENT with "
-              f"probability at most {ALPHA} = {doc['alpha']:.3g}.</p>",
-              "<table><tr><th>case</th><th>n</th><th>seed</th><th>checks</th>"
-              f"<th>{ALPHA} (case)</th>"
-              "<th>detectable KS distance</th><th>min adjusted p</th><th>verdict</th></tr>"]
-    for c in doc["cases"]:
-        parts.append(f"<tr><td>{e(c['name'])}</td><td class=num>{c['n']}</td>"
-                     f"<td class=num>{c['seed']}</td><td class=num>{len(c['checks'])}</td>"
-                     f"<td class=num>{c['alpha']:.3g}</td>"
-                     f"<td class=num>{c['detectable_distance']:.4f}</td>"
-                     f"<td class=num>{fmt_p(c['min_adjusted_pvalue'])}</td>"
-                     f"<td>{verdict_span(c['equivalent'])}</td></tr>")
-    parts.append("</table>")
-    for i, c in enumerate(doc["cases"], 1):
-        text = case_paragraphs(c)
-        parts.append(f"<h2>{i}. {e(c['name'])} — {verdict_span(c['equivalent'])}</h2>")
-        parts.append(f"<p>{inline_code(text['tested'])}</p><ul>"
-                     + "".join(f"<li>{inline_code(t)}</li>" for t in text["tests"]) + "</ul>")
-        parts += [f"<p><em>{inline_code(note)}</em></p>" for note in c["notes"]]
-        parts.append(f"<p>{inline_code(text['null'])}</p><ul>"
-                     + "".join(f"<li>{inline_code(t)}</li>" for t in text["nulls"]) + "</ul>")
-        parts.append(f"<p>{inline_code(text['control'])}</p>")
-        parts.append(f"<p>{inline_code(text['sensitivity'])}</p>")
-        parts.append("<table><tr><th>#</th><th>check</th><th>statistic</th><th>p-value</th>"
-                     "<th>Holm-adjusted p</th><th>n</th><th>result</th><th>compared</th></tr>")
-        for j, chk in enumerate(c["checks"], 1):
-            result = ('<span class="bad">REJECTED</span>' if chk["rejected"]
-                      else '<span class="ok">pass</span>')
-            parts.append(f"<tr><td class=num>{j}</td><td><code>{e(chk['name'])}</code></td>"
-                         f"<td class=num>{fmt_stat(chk['statistic'])}</td>"
-                         f"<td class=num>{fmt_p(chk['pvalue'])}</td>"
-                         f"<td class=num>{fmt_p(chk['adjusted_pvalue'])}</td>"
-                         f"<td class=num>{chk['n']}</td><td>{result}</td>"
-                         f"<td>{e(chk['compared'])}</td></tr>")
-        parts.append("</table>")
-        parts.append(f"<p><b>Verdict: {verdict_span(c['equivalent'])}</b> — "
-                     f"{inline_code(text['verdict'])}</p>")
-        for fig in c["figures"]:
-            data = base64.b64encode((out_dir / fig["path"]).read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{e(fig["kind"])}" '
-                         f'src="data:image/png;base64,{data}">'
-                         f"<figcaption>{e(fig['caption'])}</figcaption></figure>")
-        if not c["figures"]:
-            parts.append("<p><em>No figures (output not kept, or not finite).</em></p>")
-    parts += ["<h2>Versions</h2>", "<ul>"]
-    parts += [f"<li>{e(k)}: {e(v)}</li>" for k, v in doc["versions"].items()]
-    parts += ["</ul>", f"<p>Machine-readable: <code>report.json</code> (schema "
-              f"<code>{e(doc['schema'])}</code>).</p>", "</body>", "</html>", ""]
-    return "\n".join(parts)
-
-
-# ----------------------------------------------------------------------------- entry point
 def resolve_generated(generated: bool | str | None) -> str | None:
     """``True`` -> the current UTC time (ISO 8601, seconds); a string -> itself; else None."""
     if generated is True:

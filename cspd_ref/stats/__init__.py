@@ -11,7 +11,12 @@ Every check returns a ``CheckResult`` (statistic, p-value, n, what was compared,
 * ``atoms``: repeated values beyond the output format's resolution;
 * ``precision``: floating formats (float64 … bfloat16), their spacing and rounding;
 * ``fwer``: Holm / Bonferroni family-wise control;
-* ``planning``: sample sizes and detectable effects (DKW, exact binomial).
+* ``planning``: sample sizes and detectable effects (DKW, exact binomial);
+* ``result``, ``details``: the ``CheckResult`` every check returns and its typed details;
+* ``arguments``: the argument checks these functions share.
+
+Conventions: a random generator is keyword-only (``rng=``); a function that takes a draft and a
+target takes the draft first.
 
 Every check's p-value is exact, a bound, or valid by construction at every level (the argument is
 in its docstring), and every ``CheckResult`` reports its floor ``min_pvalue``.

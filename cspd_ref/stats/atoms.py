@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 from scipy.spatial import cKDTree
 
-from cspd_ref.stats._checks import require_nonnegative
+from cspd_ref.stats.arguments import require_nonnegative
+from cspd_ref.stats.details import AtomDetails
 from cspd_ref.stats.precision import FloatFormat, float_format
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray
@@ -80,7 +80,7 @@ def atom_check(samples: ArrayLike,
     legitimate pairs of float32 data score p = 1; 200 copies of one value score p ~ 1e-300 or
     less; one repeated pair scores p ~ 1e-4 in float64 1-D at n = 1e5 and ~0 in d >= 2. The
     tail is computed in logs (``binom.logsf``, or the union bound ``C(n, t) c_hi^t`` where that
-    underflows); ``details["log10_pvalue"]`` keeps the exponent when ``pvalue`` underflows to 0.
+    underflows); ``details.log10_pvalue`` keeps the exponent when ``pvalue`` underflows to 0.
 
     Args:
         samples: ``(n, d)`` (or ``(n,)``, read as d = 1) floating array in its own dtype
@@ -93,14 +93,24 @@ def atom_check(samples: ArrayLike,
             "bfloat16"``); default the samples' dtype. It must not be finer than that dtype.
 
     Returns:
-        ``CheckResult`` named ``"atoms"``, ``statistic`` = largest multiplicity; details
-        ``max_multiplicity``, ``repeated_value`` (the row with that multiplicity),
-        ``n_repeated_rows``, ``most_significant_value``/``_count``, ``cell_probability``,
-        ``log10_pvalue``, ``density_source``, ``dtype``.
+        ``CheckResult`` named ``"atoms"``, ``statistic`` = largest multiplicity, with
+        ``AtomDetails`` (``max_multiplicity``, ``repeated_value``: the row with that
+        multiplicity, ``n_repeated_rows``, ``most_significant_value``/``_count``,
+        ``cell_probability``, ``log10_pvalue``, ``density_source``, ``dtype``).
 
     Raises:
         ValueError: non-floating dtype, bad shape, empty, NaN/inf; ``target_log_prob`` not
             callable or returning the wrong shape / NaN / +inf; bad ``min_cell_width``.
+
+    Examples:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).standard_normal((10_000, 2))
+        >>> atom_check(x).pvalue
+        1.0
+        >>> x[:200] = 0.0  # 200 copies of one value: an atom
+        >>> result = atom_check(x)
+        >>> result.pvalue < 1e-100, result.details.repeated_value
+        (True, (0.0, 0.0))
     """
     x = _require_float_samples(samples)
     if target_log_prob is not None and not callable(target_log_prob):
@@ -115,16 +125,16 @@ def atom_check(samples: ArrayLike,
     rows, counts = unique_rows(x)
     repeated = counts >= 2
     source = "target and data" if target_log_prob is not None else "data"
-    common: dict[str, Any] = {"dtype": str(dtype), "n_distinct": int(rows.shape[0]),
-                              "density_source": source}
+    n_distinct = int(rows.shape[0])
     compared = f"repeated rows of {n} {dtype} samples (d = {d}) vs rounding of a continuous law"
     null = "the samples are iid from a continuous law, rounded to their dtype (no atoms)"
     if not np.any(repeated):
         return CheckResult(name="atoms", statistic=1.0, pvalue=1.0, n=n, compared=compared,
-                           null=null, details={**common, "max_multiplicity": 1,
-                                               "repeated_value": None, "n_repeated_rows": 0,
-                                               "log10_pvalue": 0.0},
-                           min_pvalue=0.0)
+                           null=null, min_pvalue=0.0,
+                           details=AtomDetails(dtype=str(dtype), n_distinct=n_distinct,
+                                               density_source=source, max_multiplicity=1,
+                                               repeated_value=None, n_repeated_rows=0,
+                                               log10_pvalue=0.0))
     repeated_index = np.flatnonzero(repeated)
     n_repeated = repeated_index.shape[0]
     if n_repeated > MAX_EVALUATED_ROWS:  # keep the most repeated rows (a min over fewer rows
@@ -153,14 +163,15 @@ def atom_check(samples: ArrayLike,
         compared=compared,
         null=null,
         min_pvalue=0.0,
-        details={**common,
-                 "max_multiplicity": int(rep_counts[most]),
-                 "repeated_value": rep_rows[most].astype(np.float64).tolist(),
-                 "n_repeated_rows": int(n_repeated),
-                 "most_significant_value": rep_rows[worst].astype(np.float64).tolist(),
-                 "most_significant_count": int(rep_counts[worst]),
-                 "cell_probability": float(np.exp(log_c[worst])),
-                 "log10_pvalue": log_pvalue / math.log(10.0)},
+        details=AtomDetails(
+            dtype=str(dtype), n_distinct=n_distinct, density_source=source,
+            max_multiplicity=int(rep_counts[most]),
+            repeated_value=tuple(rep_rows[most].astype(np.float64).tolist()),
+            n_repeated_rows=int(n_repeated),
+            most_significant_value=tuple(rep_rows[worst].astype(np.float64).tolist()),
+            most_significant_count=int(rep_counts[worst]),
+            cell_probability=float(np.exp(log_c[worst])),
+            log10_pvalue=log_pvalue / math.log(10.0)),
     )
 
 
@@ -170,6 +181,12 @@ def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Same rows and counts as ``np.unique(x, axis=0, return_counts=True)``, but fast: only rows
     whose first coordinate is repeated can be repeated, and only those (few, for continuous
     data) are sorted lexicographically.
+
+    Examples:
+        >>> import numpy as np
+        >>> rows, counts = unique_rows(np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+        >>> sorted(zip(map(tuple, rows.tolist()), counts.tolist()))
+        [((1.0, 2.0), 2), ((3.0, 4.0), 1)]
     """
     n = x.shape[0]
     if x.shape[1] == 1:

@@ -19,13 +19,13 @@ so the p-value is valid at every level, the TV's uncertainty included (no sigma 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from cspd_ref.stats._checks import require_unit_interval
+from cspd_ref.stats.arguments import require_in_closed_unit_interval
+from cspd_ref.stats.details import AcceptanceDetails, TrialsDetails
 from cspd_ref.stats.ks import ks_pvalue
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, require_generator, require_int
@@ -33,8 +33,18 @@ from cspd_ref.validation import FloatArray, require_generator, require_int
 
 def require_tv_interval(tv: float, tv_interval: tuple[float, float] | None,
                         miss_probability: float) -> tuple[float, float, float, float]:
-    """Validate ``tv``, the interval (default ``[tv, tv]``) and the miss probability."""
-    tv = require_unit_interval(tv, "tv")
+    """Validate ``tv``, the interval (default ``[tv, tv]``) and the miss probability; returns
+    ``(tv, lower, upper, miss_probability)``.
+
+    Examples:
+        >>> require_tv_interval(0.3, None, 0.0)
+        (0.3, 0.3, 0.3, 0.0)
+        >>> require_tv_interval(0.3, (0.31, 0.4), 1e-6)
+        Traceback (most recent call last):
+        ...
+        ValueError: tv_interval: must contain tv = 0.3, got (0.31, 0.4)
+    """
+    tv = require_in_closed_unit_interval(tv, "tv")
     if tv_interval is None:
         lo, hi = tv, tv
     else:
@@ -42,11 +52,11 @@ def require_tv_interval(tv: float, tv_interval: tuple[float, float] | None,
             lo_raw, hi_raw = tv_interval
         except (TypeError, ValueError) as exc:
             raise ValueError(f"tv_interval: expected (lower, upper), got {tv_interval!r}") from exc
-        lo = require_unit_interval(lo_raw, "tv_interval")
-        hi = require_unit_interval(hi_raw, "tv_interval")
+        lo = require_in_closed_unit_interval(lo_raw, "tv_interval")
+        hi = require_in_closed_unit_interval(hi_raw, "tv_interval")
         if not lo <= tv <= hi:
             raise ValueError(f"tv_interval: must contain tv = {tv}, got ({lo}, {hi})")
-    miss = require_unit_interval(miss_probability, "miss_probability")
+    miss = require_in_closed_unit_interval(miss_probability, "miss_probability")
     return tv, lo, hi, miss
 
 
@@ -57,6 +67,12 @@ def binomial_two_sided_pvalue(k: int, n: int, p: float) -> float:
     function of ``p`` it is non-decreasing on ``[0, k/n]`` and non-increasing on ``[k/n, 1]`` with
     value 1 at ``p = k/n``: ``P(X <= k)`` decreases and ``P(X >= k)`` increases in ``p``, so the
     minimum is quasi-concave, and at ``p = k/n`` the mean ``k`` is a median of X.
+
+    Examples:
+        >>> binomial_two_sided_pvalue(9, 10, 0.5)  # 2 P(X >= 9)
+        0.021484375
+        >>> binomial_two_sided_pvalue(5, 10, 0.5)
+        1.0
     """
     if p <= 0.0:
         return 1.0 if k == 0 else 0.0
@@ -94,9 +110,10 @@ def acceptance_binomial_test(n_accepted: int, n: int, tv: float, *,
         miss_probability: probability that the interval misses the true TV (0 when exact).
 
     Returns:
-        ``CheckResult`` named ``"acceptance_binomial"``, ``statistic = k / n``; details
-        ``expected_rate``, ``rate_interval``, ``rate_at_max``, ``z`` (normal-approximation
-        z-score at ``1 - tv``, for reports), ``miss_probability``.
+        ``CheckResult`` named ``"acceptance_binomial"``, ``statistic = k / n``, with
+        ``AcceptanceDetails`` (``expected_rate``, ``rate_interval``, ``rate_at_max``, ``z``: the
+        normal-approximation z-score at ``1 - tv``, for reports, ``tv_interval``,
+        ``miss_probability``).
 
     Raises:
         ValueError: non-integer or out-of-range counts, ``tv`` outside [0, 1] or NaN, an
@@ -130,9 +147,9 @@ def acceptance_binomial_test(n_accepted: int, n: int, tv: float, *,
         null="the acceptance count is Binomial(n, 1 - TV) (TV inside its confidence interval "
              "except with probability miss_probability)",
         min_pvalue=min(pvalue, floor + miss),
-        details={"expected_rate": expected, "rate_interval": (rate_lo, rate_hi),
-                 "rate_at_max": rate_at_max, "z": z, "tv_interval": (tv_lo, tv_hi),
-                 "miss_probability": miss},
+        details=AcceptanceDetails(expected_rate=expected, rate_interval=(rate_lo, rate_hi),
+                                  rate_at_max=rate_at_max, z=z, tv_interval=(tv_lo, tv_hi),
+                                  miss_probability=miss),
     )
 
 
@@ -141,6 +158,11 @@ def geometric_cdf(k: FloatArray, tv: float) -> FloatArray:
 
     Computed as ``-expm1(k log1p(-tv))`` (accurate for tiny ``tv``, no overflow for huge ``k``);
     ``F(0) = 0`` and, for ``tv == 1``, ``F(k) = 1`` for every ``k >= 1``.
+
+    Examples:
+        >>> import numpy as np
+        >>> geometric_cdf(np.array([0.0, 1.0, 2.0]), 0.5)
+        array([0.  , 0.5 , 0.75])
     """
     if tv >= 1.0:
         return np.where(k >= 1.0, 1.0, 0.0)
@@ -151,6 +173,11 @@ def geometric_randomized_pit(trials: FloatArray, tv: float, v: FloatArray) -> Fl
     """Randomized PIT ``U = F(k - 1) + V (F(k) - F(k - 1))`` of Geometric(tv) counts ``k``.
 
     For ``k ~ Geometric(tv)`` and ``V ~ U(0, 1)`` independent, ``U`` is exactly U(0, 1).
+
+    Examples:
+        >>> import numpy as np
+        >>> geometric_randomized_pit(np.array([1.0, 2.0]), 0.5, np.array([0.5, 0.5]))
+        array([0.25 , 0.625])
     """
     below = geometric_cdf(trials - 1.0, tv)
     at = geometric_cdf(trials, tv)
@@ -189,8 +216,9 @@ def geometric_trials_test(trials: ArrayLike, tv: float, *,
         rng: source of the PIT randomization ``V`` (keyword-only).
 
     Returns:
-        ``CheckResult`` named ``"geometric_trials"``, ``statistic = D``; details
-        ``tv_interval``, ``mean_trials``, ``d_plus`` (at ``hi``), ``d_minus`` (at ``lo``).
+        ``CheckResult`` named ``"geometric_trials"``, ``statistic = D``, with
+        ``TrialsDetails`` (``tv_interval``, ``mean_trials``, ``miss_probability``, ``d_plus``
+        at ``hi`` and ``d_minus`` at ``lo``, or a ``note`` for impossible data).
 
     Raises:
         ValueError: empty or non-integer ``trials``, values < 1, bad ``tv``/interval,
@@ -211,25 +239,27 @@ def geometric_trials_test(trials: ArrayLike, tv: float, *,
                 "(randomized PIT + exact KS)")
     null = ("the trial counts are iid Geometric(TV) on {1, 2, ...} (TV inside its confidence "
             "interval except with probability miss_probability)")
-    details: dict[str, Any] = {"tv_interval": (tv_lo, tv_hi), "mean_trials": mean_trials,
-                               "miss_probability": miss}
     v = np.asarray(rng.random(r), dtype=np.float64)
     if tv_hi <= 0.0 or (tv_lo >= 1.0 and np.any(k > 1.0)):
-        details["note"] = ("TV = 0 admits no rejected rows" if tv_hi <= 0.0 else
-                           "TV = 1: every first proposal succeeds")
+        note = ("TV = 0 admits no rejected rows" if tv_hi <= 0.0 else
+                "TV = 1: every first proposal succeeds")
         return CheckResult(name="geometric_trials", statistic=1.0, pvalue=min(1.0, miss), n=r,
                            compared=compared, null=null, min_pvalue=min(1.0, miss),
-                           details=details)
+                           details=TrialsDetails(tv_interval=(tv_lo, tv_hi),
+                                                 mean_trials=mean_trials,
+                                                 miss_probability=miss, note=note))
     i = np.arange(1, r + 1, dtype=np.float64)
     u_hi = np.sort(geometric_randomized_pit(k, tv_hi, v))
     u_lo = np.sort(geometric_randomized_pit(k, max(tv_lo, 0.0), v))
     d_plus = float(np.max(i / r - u_hi))
     d_minus = float(np.max(u_lo - (i - 1.0) / r))
     d = min(1.0, max(d_plus, d_minus, 0.0))
-    details.update(d_plus=d_plus, d_minus=d_minus)
     return CheckResult(name="geometric_trials", statistic=d,
                        pvalue=min(1.0, ks_pvalue(d, r) + miss), n=r, compared=compared,
-                       null=null, min_pvalue=miss, details=details)
+                       null=null, min_pvalue=miss,
+                       details=TrialsDetails(tv_interval=(tv_lo, tv_hi), mean_trials=mean_trials,
+                                             miss_probability=miss, d_plus=d_plus,
+                                             d_minus=d_minus))
 
 
 def _require_trials(trials: ArrayLike) -> FloatArray:

@@ -44,27 +44,39 @@ class Direction:
         label: ``"axis[j]"``, ``"mean_difference"`` or ``"components[k,l]"`` (target
             component ``k``, draft component ``l``).
         vector: ``(d,)`` unit vector.
+
+    Examples:
+        >>> import numpy as np
+        >>> Direction("axis[0]", np.array([1.0, 0.0])).label
+        'axis[0]'
     """
 
     label: str
     vector: FloatArray
 
 
-def case_directions(target: GaussianMixture, draft: GaussianMixture | None = None,
-                    ) -> list[Direction]:
+def case_directions(draft: GaussianMixture | None, target: GaussianMixture) -> list[Direction]:
     """The directions the case determines: axes, then draft–target directions (see module).
 
     Args:
-        target: the target mixture (batch shape ``()``).
         draft: the draft mixture, or None when the case has no closed-form draft (axes only).
+        target: the target mixture (batch shape ``()``).
 
     Returns:
         Deduplicated unit directions, axes first. For ``d == 1`` the single axis.
+
+    Examples:
+        >>> from cspd_ref.cases import demo_case
+        >>> case = demo_case()
+        >>> [c.label for c in case_directions(case.draft, case.target)][:3]
+        ['axis[0]', 'axis[1]', 'mean_difference']
+        >>> [c.label for c in case_directions(None, case.target)]
+        ['axis[0]', 'axis[1]']
     """
     d = target.dim
     axes = np.arange(d)
     if d > MAX_AXES:
-        axes = np.sort(np.argsort(-axis_separation(target, draft), kind="stable")[:MAX_AXES])
+        axes = np.sort(np.argsort(-axis_separation(draft, target), kind="stable")[:MAX_AXES])
     chosen: list[Direction] = []
     for j in axes:
         unit = np.zeros(d)
@@ -92,9 +104,16 @@ def case_directions(target: GaussianMixture, draft: GaussianMixture | None = Non
     return chosen
 
 
-def axis_separation(target: GaussianMixture, draft: GaussianMixture | None) -> FloatArray:
+def axis_separation(draft: GaussianMixture | None, target: GaussianMixture) -> FloatArray:
     """Per coordinate j, how far draft and target components lie apart along ``e_j``:
-    ``max_kl |mu_p,kj - mu_q,lj| / s_p,kj + |log(s_q,lj / s_p,kj)|`` (zeros without a draft)."""
+    ``max_kl |mu_p,kj - mu_q,lj| / s_p,kj + |log(s_q,lj / s_p,kj)|`` (zeros without a draft).
+
+    Examples:
+        >>> from cspd_ref import DiagGaussian
+        >>> draft = DiagGaussian([1.0, 0.0], [1.0, 1.0])
+        >>> axis_separation(draft, DiagGaussian([0.0, 0.0], [1.0, 1.0]))
+        array([1., 0.])
+    """
     if draft is None:
         return np.zeros(target.dim)
     shift = np.abs(target.means[:, None, :] - draft.means[None, :, :]) / target.scales[:, None, :]

@@ -13,13 +13,16 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.stats._checks import require_open_unit, require_unit_values
+from cspd_ref.stats.arguments import (
+    require_all_in_closed_unit_interval,
+    require_in_open_unit_interval,
+)
 from cspd_ref.validation import BoolArray, FloatArray, as_float64
 
 
 def _require_pvalues(pvalues: ArrayLike) -> FloatArray:
     p = as_float64(pvalues, "pvalues", ndim=1)
-    return require_unit_values(p, "pvalues")
+    return require_all_in_closed_unit_interval(p, "pvalues")
 
 
 def bonferroni(pvalues: ArrayLike) -> FloatArray:
@@ -35,6 +38,10 @@ def bonferroni(pvalues: ArrayLike) -> FloatArray:
 
     Returns:
         ``(m,)`` adjusted p-values, same order.
+
+    Examples:
+        >>> bonferroni([0.01, 0.2, 0.5])
+        array([0.03, 0.6 , 1.  ])
     """
     p = _require_pvalues(pvalues)
     return np.minimum(1.0, p * p.shape[0])
@@ -53,6 +60,10 @@ def holm(pvalues: ArrayLike) -> FloatArray:
 
     Returns:
         ``(m,)`` adjusted p-values, same order.
+
+    Examples:
+        >>> holm([0.01, 0.04, 0.03])  # 3 x 0.01, then max(0.03, 2 x 0.03), then max(0.06, 0.04)
+        array([0.03, 0.06, 0.06])
     """
     p = _require_pvalues(pvalues)
     m = p.shape[0]
@@ -77,8 +88,12 @@ def familywise_reject(pvalues: ArrayLike, alpha: float,
 
     Returns:
         ``(m,)`` booleans, True where the adjusted p-value is ``<= alpha``.
+
+    Examples:
+        >>> familywise_reject([0.01, 0.04, 0.03], 0.05)
+        array([ True, False, False])
     """
-    alpha = require_open_unit(alpha, "alpha")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
     if method == "holm":
         adjusted = holm(pvalues)
     elif method == "bonferroni":

@@ -20,13 +20,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special, stats
 
 from cspd_ref.distributions import GaussianMixture, require_mixture
-from cspd_ref.stats._checks import require_matrix
+from cspd_ref.stats.arguments import require_matrix
+from cspd_ref.stats.details import KSDetails, TwoSampleKSDetails
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, as_float64, require_generator, require_int
 
@@ -39,7 +41,12 @@ ONE_SAMPLE_NULL = "the values are iid from the continuous law with the reference
 def ks_min_pvalue(n: int) -> float:
     """The infimum of the one-sample KS p-value at sample size ``n``: 0. ``D`` approaches 1 as
     every value moves beyond the CDF's extremes, and ``P(D_n >= d) -> 0`` as ``d -> 1`` for every
-    ``n >= 1`` (for ``n = 1``, ``P(D_1 >= d) = 2 (1 - d)``)."""
+    ``n >= 1`` (for ``n = 1``, ``P(D_1 >= d) = 2 (1 - d)``).
+
+    Examples:
+        >>> ks_min_pvalue(10)
+        0.0
+    """
     require_int(n, "n", minimum=1)
     return 0.0
 
@@ -75,8 +82,8 @@ def ks_one_sample(values_1d: ArrayLike, cdf: Callable[[FloatArray], ArrayLike], 
         name, compared, null: the result's labels.
 
     Returns:
-        ``CheckResult`` with ``statistic = D``; details ``d_plus``, ``d_minus``,
-        ``statistic_location``, ``max_tolerance``.
+        ``CheckResult`` with ``statistic = D`` and ``KSDetails`` (``d_plus``, ``d_minus``,
+        ``statistic_location``, ``max_tolerance``).
 
     Raises:
         ValueError: ``values_1d`` not 1-D / empty / non-finite; a bad ``tolerance``; ``cdf`` not
@@ -117,8 +124,9 @@ def ks_one_sample(values_1d: ArrayLike, cdf: Callable[[FloatArray], ArrayLike], 
     location = float(hi[k_plus] if d_plus >= d_minus else lo[k_minus])
     return CheckResult(name=name, statistic=d, pvalue=ks_pvalue(d, n), n=n, compared=compared,
                        null=null, min_pvalue=ks_min_pvalue(n),
-                       details={"d_plus": d_plus, "d_minus": d_minus,
-                                "statistic_location": location, "max_tolerance": float(t.max())})
+                       details=KSDetails(d_plus=d_plus, d_minus=d_minus,
+                                         statistic_location=location,
+                                         max_tolerance=float(t.max())))
 
 
 #: Above this n, tails with ``sqrt(n) d >= DKW_TAIL_START`` use the DKW–Massart bound.
@@ -135,6 +143,13 @@ def ks_pvalue(d: float, n: int) -> float:
     ``2 exp(-2 n d^2)``, which holds for every n once ``exp(-2 n d^2) <= 1/2``, is returned. It is
     never below the exact tail (the p-value stays valid, conservatively) and exceeds it by less
     than 2% there (checked against ``kstwo`` at n = 2 x 10^4 .. 4 x 10^6).
+
+    Examples:
+        >>> import math
+        >>> round(ks_pvalue(0.5, 10), 6)  # exact (kstwo)
+        0.007777
+        >>> ks_pvalue(0.002, 10**6) == 2 * math.exp(-8.0)  # the DKW tail
+        True
     """
     if n > DKW_TAIL_N and math.sqrt(n) * d >= DKW_TAIL_START:
         return float(min(1.0, 2.0 * math.exp(-2.0 * n * d * d)))
@@ -155,23 +170,30 @@ def _cdf_values(cdf: Callable[[FloatArray], ArrayLike], ordered: FloatArray) -> 
 
 
 def uniform_cdf(values: FloatArray) -> FloatArray:
-    """The U(0, 1) CDF (clipped identity), for tests of PIT values."""
+    """The U(0, 1) CDF (clipped identity), for tests of PIT values.
+
+    Examples:
+        >>> import numpy as np
+        >>> uniform_cdf(np.array([-0.5, 0.25, 2.0]))
+        array([0.  , 0.25, 1.  ])
+    """
     return np.clip(values, 0.0, 1.0)
 
 
-def random_unit_directions(d: int, m: int, rng: np.random.Generator) -> FloatArray:
+def random_unit_directions(d: int, m: int, *, rng: np.random.Generator) -> FloatArray:
     """``m`` directions drawn uniformly on the unit sphere of R^d: shape ``(m, d)``.
 
     Maths: normalised standard Gaussian vectors are uniform on the sphere (rotation
     invariance). For ``d == 1`` the only unit directions are +-1, which give the same KS test,
-    so ``[[1.0]]`` (one row, whatever ``m``) is returned and ``rng`` is not used.
+    so ``[[1.0]]`` (one row, whatever ``m``) is returned and ``rng`` (keyword-only) is not
+    used.
 
     Raises:
         ValueError: ``d < 1``, ``m < 1``, or ``rng`` not a ``numpy.random.Generator``.
 
     Examples:
         >>> import numpy as np
-        >>> a = random_unit_directions(3, 2, np.random.default_rng(0))
+        >>> a = random_unit_directions(3, 2, rng=np.random.default_rng(0))
         >>> a.shape, bool(np.allclose(np.linalg.norm(a, axis=1), 1.0))
         ((2, 3), True)
     """
@@ -224,7 +246,7 @@ def ks_projections(samples: ArrayLike, target: GaussianMixture, directions: Arra
         coordinate_tolerance: ``(n, d)`` or ``(d,)`` non-negative rounding bounds.
 
     Returns:
-        ``m`` results; ``details["direction"]`` holds ``a``.
+        ``m`` results; ``CheckResult.direction`` holds ``a``.
 
     Examples:
         >>> import numpy as np
@@ -258,14 +280,18 @@ def ks_projections(samples: ArrayLike, target: GaussianMixture, directions: Arra
             tolerance=None if band is None else band[:, i], name=f"ks_{label}",
             compared=f"samples projected on {label} vs the target's exact projected mixture CDF",
             null="the projected samples are a . X (X ~ target) up to the output's rounding")
-        result.details["direction"] = a[i].tolist()
-        results.append(result)
+        results.append(replace(result, direction=tuple(a[i].tolist())))
     return results
 
 
 def ks2_min_pvalue(n: int, m: int) -> float:
     """Smallest two-sample KS p-value for sizes ``n``, ``m``: complete separation,
-    ``2 / C(n + m, n)`` (underflows to 0 for large sizes)."""
+    ``2 / C(n + m, n)`` (underflows to 0 for large sizes).
+
+    Examples:
+        >>> round(ks2_min_pvalue(3, 3), 12)  # 2 / C(6, 3)
+        0.1
+    """
     log_p = (math.log(2.0) + special.gammaln(n + 1.0) + special.gammaln(m + 1.0)
              - special.gammaln(n + m + 1.0))
     return float(min(1.0, math.exp(log_p))) if log_p > -745.0 else 0.0
@@ -295,8 +321,8 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike, *, name: str = "ks2",
         name, compared: the result's labels.
 
     Returns:
-        ``CheckResult``; ``n = len(x) + len(y)``, details ``n_x``, ``n_y``,
-        ``statistic_location``.
+        ``CheckResult``; ``n = len(x) + len(y)``, ``TwoSampleKSDetails`` (``n_x``, ``n_y``,
+        ``statistic_location``, ``method``).
 
     Raises:
         ValueError: bad arrays.
@@ -329,12 +355,17 @@ def ks_two_sample(x: ArrayLike, y: ArrayLike, *, name: str = "ks2",
         name=name, statistic=statistic, pvalue=float(np.clip(pvalue, 0.0, 1.0)), n=n + m,
         compared=compared, null="both samples are iid from one common law",
         min_pvalue=ks2_min_pvalue(n, m) if method == "exact" else ks2_dkw_pvalue(1.0, n, m),
-        details={"n_x": n, "n_y": m, "statistic_location": location, "method": method})
+        details=TwoSampleKSDetails(n_x=n, n_y=m, statistic_location=location, method=method))
 
 
 def ks2_dkw_pvalue(d: float, n: int, m: int) -> float:
     """``min(1, 2 exp(-n d^2 / 2) + 2 exp(-m d^2 / 2))``: a valid two-sample KS p-value for
-    any sizes (see ``ks_two_sample``)."""
+    any sizes (see ``ks_two_sample``).
+
+    Examples:
+        >>> round(ks2_dkw_pvalue(0.1, 1000, 1000), 6)  # 4 exp(-5)
+        0.026952
+    """
     return float(min(1.0, 2.0 * math.exp(-n * d * d / 2.0) + 2.0 * math.exp(-m * d * d / 2.0)))
 
 
@@ -357,7 +388,7 @@ def ks_two_sample_projections(x: ArrayLike, y: ArrayLike, directions: ArrayLike,
             ``"ks2_projection[i]"``).
 
     Returns:
-        ``k`` results; ``details["direction"]`` holds ``a``.
+        ``k`` results; ``CheckResult.direction`` holds ``a``.
 
     Examples:
         >>> import numpy as np
@@ -380,6 +411,5 @@ def ks_two_sample_projections(x: ArrayLike, y: ArrayLike, directions: ArrayLike,
         label = f"projection[{i}]" if labels is None else labels[i]
         result = ks_two_sample(px[:, i], py[:, i], name=f"ks2_{label}",
                                compared=f"x vs y projected on {label} (two-sample KS)")
-        result.details["direction"] = a[i].tolist()
-        results.append(result)
+        results.append(replace(result, direction=tuple(a[i].tolist())))
     return results

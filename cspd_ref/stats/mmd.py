@@ -19,7 +19,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.stats._checks import require_finite_float, require_matrix
+from cspd_ref.stats.arguments import require_finite_float, require_matrix
+from cspd_ref.stats.details import MMDBettingDetails, MMDPermutationDetails
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, require_generator, require_int
 
@@ -34,12 +35,20 @@ WITNESS_BLOCK = 16384
 PERMUTATION_BLOCK = 256
 
 
-def require_two_sample_arguments(x: ArrayLike, y: ArrayLike, rng: np.random.Generator,
+def require_two_sample_arguments(x: ArrayLike, y: ArrayLike, *, rng: np.random.Generator,
                                  bandwidth: float | None,
                                  ) -> tuple[FloatArray, FloatArray, np.random.Generator,
                                             float | None]:
     """Validate the arguments both MMD tests share: two finite ``(., d)`` samples of at least
-    2 rows with the same ``d``, a Generator, and a positive bandwidth or None."""
+    2 rows with the same ``d``, a Generator, and a positive bandwidth or None.
+
+    Examples:
+        >>> import numpy as np
+        >>> xs, ys, rng, h = require_two_sample_arguments(
+        ...     [[0.0], [1.0]], [[0.5], [2.0]], rng=np.random.default_rng(0), bandwidth=None)
+        >>> xs.shape, h
+        ((2, 1), None)
+    """
     xs = require_matrix(x, "x", min_rows=2)
     ys = require_matrix(y, "y", min_rows=2)
     if ys.shape[1] != xs.shape[1]:
@@ -57,6 +66,12 @@ def pooled_squared_distances(z: FloatArray) -> FloatArray:
 
     Computed as ``|a|^2 + |b|^2 - 2 a.b`` after centring (which reduces cancellation), clipped at
     0, with an exact zero diagonal.
+
+    Examples:
+        >>> import numpy as np
+        >>> pooled_squared_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))
+        array([[ 0., 25.],
+               [25.,  0.]])
     """
     c = z - z.mean(axis=0)
     sq = np.einsum("ij,ij->i", c, c)
@@ -73,6 +88,12 @@ def median_heuristic_bandwidth(d2: FloatArray) -> float:
     the (lower) median of the off-diagonal multiset is the order statistic ``N + (N(N-1) - 1)//2``
     of the flattened matrix. Falls back to the mean of the positive distances, then to 1.0, when
     the median is 0 (many identical points).
+
+    Examples:
+        >>> import numpy as np
+        >>> d2 = pooled_squared_distances(np.array([[0.0], [1.0], [3.0]]))
+        >>> median_heuristic_bandwidth(d2)  # distances 1, 2, 3
+        2.0
     """
     n = d2.shape[0]
     flat = d2.ravel()
@@ -86,7 +107,7 @@ def median_heuristic_bandwidth(d2: FloatArray) -> float:
     return 1.0
 
 
-def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
+def mmd_permutation_test(x: ArrayLike, y: ArrayLike, *, rng: np.random.Generator,
                          n_permutations: int = 200,
                          bandwidth: float | None = None) -> CheckResult:
     """Permutation test of equal laws with the unbiased Gaussian-kernel MMD² statistic.
@@ -115,19 +136,29 @@ def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *
     Args:
         x: ``(n, d)``, ``n >= 2``.
         y: ``(m, d)``, ``m >= 2``, same ``d``.
-        rng: source of the permutations.
+        rng: source of the permutations (keyword-only).
         n_permutations: ``B >= 1``.
         bandwidth: kernel bandwidth ``h > 0``; None for the median heuristic.
 
     Returns:
-        ``CheckResult`` named ``"mmd"``, ``statistic = MMD²_u``, ``n = n + m``; details
-        ``bandwidth``, ``n_permutations``, ``n_x``, ``n_y``, ``n_exceed``.
+        ``CheckResult`` named ``"mmd"``, ``statistic = MMD²_u``, ``n = n + m``, with
+        ``MMDPermutationDetails`` (``bandwidth``, ``bandwidth_rule``, ``n_permutations``,
+        ``n_x``, ``n_y``, ``n_exceed``).
 
     Raises:
         ValueError: bad shapes (fewer than 2 rows, different ``d``), NaN/inf, bad
             ``n_permutations`` or ``bandwidth``, ``rng`` not a Generator.
+
+    Examples:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> result = mmd_permutation_test(rng.standard_normal((100, 2)),
+        ...                               rng.standard_normal((100, 2)), rng=rng,
+        ...                               n_permutations=199)
+        >>> result.pvalue > 0.01, result.min_pvalue
+        (True, 0.005)
     """
-    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng, bandwidth)
+    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng=rng, bandwidth=bandwidth)
     n_permutations = require_int(n_permutations, "n_permutations", minimum=1)
     n, m = xs.shape[0], ys.shape[0]
     total = n + m
@@ -173,13 +204,20 @@ def mmd_permutation_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *
                  f"{n_permutations} permutations",
         null="x and y are iid from one common law (the pooled sample is exchangeable)",
         min_pvalue=1.0 / (1.0 + n_permutations),
-        details={"bandwidth": h, "bandwidth_rule": "median" if bandwidth is None else "given",
-                 "n_permutations": n_permutations, "n_x": n, "n_y": m, "n_exceed": n_exceed},
+        details=MMDPermutationDetails(
+            bandwidth=h, bandwidth_rule="median" if bandwidth is None else "given",
+            n_permutations=n_permutations, n_x=n, n_y=m, n_exceed=n_exceed),
     )
 
 
 def gaussian_kernel_matrix(a: FloatArray, b: FloatArray, bandwidth: float) -> FloatArray:
-    """``exp(-|a_i - b_j|^2 / (2 h^2))`` for all rows (squared distances clipped at 0)."""
+    """``exp(-|a_i - b_j|^2 / (2 h^2))`` for all rows (squared distances clipped at 0).
+
+    Examples:
+        >>> import numpy as np
+        >>> gaussian_kernel_matrix(np.zeros((1, 2)), np.array([[0.0, 0.0], [2.0, 0.0]]), 1.0)
+        array([[1.        , 0.13533528]])
+    """
     sq = (np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :]
           - 2.0 * (a @ b.T))
     np.maximum(sq, 0.0, out=sq)
@@ -193,6 +231,11 @@ def betting_log_wealth(payoffs: FloatArray) -> FloatArray:
     from the running mean ``m`` and variance ``v`` of the payoffs of rounds ``< t`` (a
     predictable strategy: it uses only the past; start ``m = 0``, ``v = 1``). Wealth
     ``W_t = prod_{s <= t} (1 + lambda_s h_s)`` is positive since ``|lambda h| <= MAX_BET < 1``.
+
+    Examples:
+        >>> import numpy as np
+        >>> betting_log_wealth(np.full(3, 0.5))  # bets 0, 0.4, then MAX_BET
+        array([0.        , 0.18232156, 0.40546511])
     """
     t = payoffs.shape[0]
     counts = np.arange(t, dtype=np.float64)  # rounds before t
@@ -205,7 +248,7 @@ def betting_log_wealth(payoffs: FloatArray) -> FloatArray:
     return np.asarray(np.cumsum(np.log1p(bet * payoffs)), dtype=np.float64)
 
 
-def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
+def mmd_betting_test(x: ArrayLike, y: ArrayLike, *, rng: np.random.Generator,
                      witness_points: int = WITNESS_POINTS,
                      bandwidth: float | None = None) -> CheckResult:
     """Kernel two-sample test by betting: an MMD witness, then Ville's inequality.
@@ -233,13 +276,14 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
     Args:
         x: ``(n, d)`` samples under test, ``n >= witness_points + 2``.
         y: ``(m, d)`` reference samples, ``m >= witness_points + 2``, same ``d``.
-        rng: source of the shuffles (keyword arguments after it).
+        rng: source of the shuffles (keyword-only).
         witness_points: training rows per sample (default 250).
         bandwidth: kernel bandwidth ``h > 0``; None for the median heuristic.
 
     Returns:
         ``CheckResult`` named ``"mmd_betting"``, ``statistic`` = log of the maximal wealth,
-        ``n = n + m``; details ``bandwidth``, ``pairs``, ``mean_payoff``, ``final_log_wealth``.
+        ``n = n + m``, with ``MMDBettingDetails`` (``bandwidth``, ``pairs``,
+        ``witness_points``, ``mean_payoff``, ``final_log_wealth``).
 
     Raises:
         ValueError: bad shapes, too few rows, NaN/inf, a bad ``bandwidth`` or
@@ -249,13 +293,13 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> same = mmd_betting_test(rng.standard_normal((5000, 2)),
-        ...                         rng.standard_normal((5000, 2)), rng)
+        ...                         rng.standard_normal((5000, 2)), rng=rng)
         >>> wide = mmd_betting_test(1.5 * rng.standard_normal((5000, 2)),
-        ...                         rng.standard_normal((5000, 2)), rng)
+        ...                         rng.standard_normal((5000, 2)), rng=rng)
         >>> same.pvalue > 0.01, wide.pvalue < 1e-10, wide.min_pvalue < 1e-300
         (True, True, True)
     """
-    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng, bandwidth)
+    xs, ys, rng, bandwidth = require_two_sample_arguments(x, y, rng=rng, bandwidth=bandwidth)
     w = require_int(witness_points, "witness_points", minimum=1)
     if min(xs.shape[0], ys.shape[0]) < w + 2:
         raise ValueError(f"x: needs at least witness_points + 2 = {w + 2} rows in each sample, "
@@ -289,7 +333,7 @@ def mmd_betting_test(x: ArrayLike, y: ArrayLike, rng: np.random.Generator, *,
                  f"bet on {pairs} held-out pairs",
         null="x and y are iid from one common law",
         min_pvalue=float(math.exp(-floor_log)),
-        details={"bandwidth": h, "pairs": pairs, "witness_points": w,
-                 "mean_payoff": float(payoffs.mean()),
-                 "final_log_wealth": float(log_wealth[-1])},
+        details=MMDBettingDetails(bandwidth=h, pairs=pairs, witness_points=w,
+                                  mean_payoff=float(payoffs.mean()),
+                                  final_log_wealth=float(log_wealth[-1])),
     )

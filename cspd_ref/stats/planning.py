@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from scipy import stats
 
-from cspd_ref.stats._checks import require_open_unit, require_unit_interval
+from cspd_ref.stats.arguments import require_in_closed_unit_interval, require_in_open_unit_interval
 from cspd_ref.validation import require_int
 
 
@@ -25,11 +25,15 @@ def dkw_sample_size(epsilon: float, alpha: float) -> int:
     Args:
         epsilon: KS distance in (0, 1].
         alpha: probability in (0, 1).
+
+    Examples:
+        >>> dkw_sample_size(0.01, 0.05)
+        18445
     """
-    epsilon = require_unit_interval(epsilon, "epsilon")
+    epsilon = require_in_closed_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: must be > 0, got {epsilon}")
-    alpha = require_open_unit(alpha, "alpha")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
     return math.ceil(math.log(2.0 / alpha) / (2.0 * epsilon * epsilon))
 
 
@@ -42,18 +46,27 @@ def dkw_detectable_distance(n: int, alpha: float) -> float:
     Args:
         n: sample size >= 1.
         alpha: probability in (0, 1).
+
+    Examples:
+        >>> round(dkw_detectable_distance(10_000, 0.05), 6)
+        0.013581
     """
     n = require_int(n, "n", minimum=1)
-    alpha = require_open_unit(alpha, "alpha")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
     return math.sqrt(math.log(2.0 / alpha) / (2.0 * n))
 
 
 def ks_power_constant(alpha: float, power: float) -> float:
     """``sqrt(ln(2/alpha)/2) + sqrt(ln(2/(1 - power))/2)``: the one-sample KS distance detectable
     with probability ``power`` at level ``alpha`` is this over ``sqrt(n)``
-    (``ks_detectable_distance``)."""
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
+    (``ks_detectable_distance``).
+
+    Examples:
+        >>> round(ks_power_constant(1e-4, 0.99), 6)
+        3.852875
+    """
+    alpha = require_in_open_unit_interval(alpha, "alpha")
+    power = require_in_open_unit_interval(power, "power")
     return (math.sqrt(math.log(2.0 / alpha) / 2.0)
             + math.sqrt(math.log(2.0 / (1.0 - power)) / 2.0))
 
@@ -83,7 +96,7 @@ def ks_sample_size(epsilon: float, alpha: float, power: float) -> int:
         >>> ks_sample_size(0.005, 1e-8, 0.99)
         890778
     """
-    epsilon = require_unit_interval(epsilon, "epsilon")
+    epsilon = require_in_closed_unit_interval(epsilon, "epsilon")
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: must be > 0, got {epsilon}")
     root = ks_power_constant(alpha, power) / epsilon
@@ -104,8 +117,8 @@ def ks2_detectable_distance(n: int, alpha: float, power: float) -> float:
         0.0098
     """
     n = require_int(n, "n", minimum=1)
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
+    power = require_in_open_unit_interval(power, "power")
     return (math.sqrt(2.0 * math.log(4.0 / alpha))
             + 2.0 * math.sqrt(math.log(4.0 / (1.0 - power)) / 2.0)) / math.sqrt(n)
 
@@ -127,9 +140,9 @@ def binomial_detectable_deviation(n: int, rate_interval: tuple[float, float], al
         0.0036
     """
     n = require_int(n, "n", minimum=1)
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
-    lo, hi = (require_unit_interval(v, "rate_interval") for v in rate_interval)
+    alpha = require_in_open_unit_interval(alpha, "alpha")
+    power = require_in_open_unit_interval(power, "power")
+    lo, hi = (require_in_closed_unit_interval(v, "rate_interval") for v in rate_interval)
     shifts = []
     if hi < 1.0:
         k_hi = int(stats.binom.isf(alpha / 2.0, n, hi)) + 1  # P_hi(X >= k_hi) <= alpha / 2
@@ -178,9 +191,9 @@ def atom_detectable_mass(n: int, alpha: float, power: float, cell_probability: f
         1.3e-05
     """
     n = require_int(n, "n", minimum=1)
-    alpha = require_open_unit(alpha, "alpha")
-    power = require_open_unit(power, "power")
-    c = require_unit_interval(cell_probability, "cell_probability")
+    alpha = require_in_open_unit_interval(alpha, "alpha")
+    power = require_in_open_unit_interval(power, "power")
+    c = require_in_closed_unit_interval(cell_probability, "cell_probability")
     if c <= 0.0:
         raise ValueError(f"cell_probability: must be > 0, got {cell_probability}")
     c_hi = min(1.0, safety_factor * c)

@@ -27,6 +27,10 @@ class FloatFormat:
         name: ``"float64" | "float32" | "float16" | "bfloat16"``.
         significand_bits: precision ``p`` including the implicit bit (53, 24, 11, 8).
         min_exponent: exponent of the smallest normal number, ``2**min_exponent``.
+
+    Examples:
+        >>> FORMATS["float16"]
+        FloatFormat(name='float16', significand_bits=11, min_exponent=-14)
     """
 
     name: str
@@ -35,7 +39,12 @@ class FloatFormat:
 
     @property
     def relative_spacing(self) -> float:
-        """``2**(1 - p)``: the spacing of values in ``[1, 2)``."""
+        """``2**(1 - p)``: the spacing of values in ``[1, 2)``.
+
+        Examples:
+            >>> float_format("bfloat16").relative_spacing
+            0.0078125
+        """
         return float(2.0 ** (1 - self.significand_bits))
 
     def spacing(self, values: ArrayLike) -> FloatArray:
@@ -43,6 +52,10 @@ class FloatFormat:
         for this format): ``2**(max(e, min_exponent) - p + 1)``, ``e = floor(log2 |x|)``.
 
         Round-to-nearest moves an exact value by at most half the spacing of its rounded value.
+
+        Examples:
+            >>> float_format("bfloat16").spacing([1.0, 3.0])
+            array([0.0078125, 0.015625 ])
         """
         x = np.abs(np.asarray(values, dtype=np.float64))
         _, exponent = np.frexp(x)  # x = m 2**exponent, m in [0.5, 1): e = exponent - 1
@@ -51,7 +64,12 @@ class FloatFormat:
         return np.asarray(np.ldexp(1.0, e - self.significand_bits + 1), dtype=np.float64)
 
     def round(self, values: ArrayLike) -> FloatArray:
-        """Round float64 values to this format (round to nearest, ties to even); float64 out."""
+        """Round float64 values to this format (round to nearest, ties to even); float64 out.
+
+        Examples:
+            >>> float_format("float16").round([1.0 + 2.0**-12, 1.0 / 3.0])
+            array([1.        , 0.33325195])
+        """
         x = np.asarray(values, dtype=np.float64)
         if self.name == "float64":
             return x.copy()
@@ -63,7 +81,12 @@ class FloatFormat:
 
     @property
     def is_half(self) -> bool:
-        """True for the 16-bit formats (float16, bfloat16)."""
+        """True for the 16-bit formats (float16, bfloat16).
+
+        Examples:
+            >>> float_format("bfloat16").is_half, float_format("float32").is_half
+            (True, False)
+        """
         return self.significand_bits <= 11
 
 
@@ -76,7 +99,12 @@ FORMATS: dict[str, FloatFormat] = {
 
 
 def float_format(name: str) -> FloatFormat:
-    """The ``FloatFormat`` called ``name`` (a NumPy or torch dtype name, ``torch.`` stripped)."""
+    """The ``FloatFormat`` called ``name`` (a NumPy or torch dtype name, ``torch.`` stripped).
+
+    Examples:
+        >>> float_format("torch.half").name, float_format("float32").significand_bits
+        ('float16', 24)
+    """
     key = str(name).replace("torch.", "")
     if key == "half":
         key = "float16"
@@ -92,6 +120,10 @@ def round_to_bfloat16(values: ArrayLike) -> FloatArray:
     float32 bit pattern and clear the low 16 bits (round to nearest, ties to even). The float64
     -> float32 step rounds first; a double rounding can differ from a direct rounding only for
     values within 2**-24 relative of a bfloat16 tie, which is far below the battery's resolution.
+
+    Examples:
+        >>> round_to_bfloat16([1.0 / 3.0, 1.0 + 2.0**-8])  # a tie rounds to the even 1.0
+        array([0.33398438, 1.        ])
     """
     x = np.asarray(values, dtype=np.float64).astype(np.float32)
     bits = x.view(np.uint32).astype(np.uint64)

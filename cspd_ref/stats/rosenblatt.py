@@ -11,11 +11,13 @@ between consecutive columns (which a marginal test cannot see). Both nulls are e
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.stats._checks import require_matrix, require_unit_values
+from cspd_ref.stats.arguments import require_all_in_closed_unit_interval, require_matrix
+from cspd_ref.stats.details import IndependenceDetails, KSDetails, PooledKSDetails
 from cspd_ref.stats.ks import ks_one_sample, uniform_cdf
 from cspd_ref.stats.result import CheckResult
 from cspd_ref.validation import FloatArray, require_int
@@ -37,7 +39,8 @@ def pit_uniformity(u: ArrayLike) -> CheckResult:
         u: ``(n, m)`` values in [0, 1] (rows = sequences, columns = positions/coordinates).
 
     Returns:
-        ``CheckResult`` named ``"pit_uniformity"``, ``n = n * m``; details ``rows``, ``columns``.
+        ``CheckResult`` named ``"pit_uniformity"``, ``n = n * m``, with ``PooledKSDetails``
+        (those of ``ks_one_sample`` plus ``rows``, ``columns``).
 
     Raises:
         ValueError: ``u`` not 2-D, empty, non-finite or outside [0, 1].
@@ -47,13 +50,14 @@ def pit_uniformity(u: ArrayLike) -> CheckResult:
         >>> pit_uniformity(np.random.default_rng(0).random((500, 3))).pvalue > 0.01
         True
     """
-    values = require_unit_values(require_matrix(u, "u"), "u")
+    values = require_all_in_closed_unit_interval(require_matrix(u, "u"), "u")
     rows, columns = values.shape
     result = ks_one_sample(values.ravel(), uniform_cdf, name="pit_uniformity",
                            compared="pooled Rosenblatt/PIT values vs U(0, 1)",
                            null="all PIT values are iid U(0, 1)")
-    result.details.update(rows=rows, columns=columns)
-    return result
+    assert isinstance(result.details, KSDetails)
+    return replace(result, details=PooledKSDetails(**asdict(result.details), rows=rows,
+                                                   columns=columns))
 
 
 #: Degrees of the orthonormal shifted Legendre polynomials used by ``pit_independence``.
@@ -66,6 +70,11 @@ def shifted_legendre(u: FloatArray, degree: int) -> FloatArray:
 
     For ``U ~ U(0, 1)``: ``E phi_k(U) = 0``, ``E phi_k(U) phi_l(U) = delta_kl``;
     ``|phi_1| <= sqrt(3)``, ``|phi_2| <= sqrt(5)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> shifted_legendre(np.array([0.0, 0.5, 1.0]), 2)
+        array([ 2.23606798, -1.11803399,  2.23606798])
     """
     t = 2.0 * u - 1.0
     if degree == 1:
@@ -78,7 +87,12 @@ def shifted_legendre(u: FloatArray, degree: int) -> FloatArray:
 def bernstein_two_sided_pvalue(mean: float, n: int, variance: float, bound: float) -> float:
     """``P(|mean of n iid X| >= |mean|) <= 2 exp(-n m^2 / (2 (sigma^2 + b |m| / 3)))`` for
     zero-mean ``X`` with variance ``sigma^2`` and ``|X| <= b`` (Bernstein's inequality):
-    a p-value valid at every level and every ``n``."""
+    a p-value valid at every level and every ``n``.
+
+    Examples:
+        >>> round(bernstein_two_sided_pvalue(0.1, 1000, 1.0, 3.0), 6)  # 2 exp(-5 / 1.1)
+        0.021231
+    """
     m = abs(mean)
     exponent = n * m * m / (2.0 * (variance + bound * m / 3.0))
     return float(min(1.0, 2.0 * math.exp(-exponent)))
@@ -111,7 +125,8 @@ def pit_independence(u: ArrayLike, *, offset: int = 0) -> CheckResult:
 
     Returns:
         ``CheckResult`` named ``"pit_independence[offset]"``, ``statistic`` = the largest
-        ``sqrt(N) |T_kl|``; details ``pairs``, ``means`` (``T_kl``), ``worst`` (``(k, l)``).
+        ``sqrt(N) |T_kl|``, with ``IndependenceDetails`` (``pairs``, ``means``: ``T_kl``,
+        ``worst``: ``"k,l"``).
 
     Raises:
         ValueError: ``u`` not 2-D, empty, non-finite or outside [0, 1]; too few columns for
@@ -125,7 +140,7 @@ def pit_independence(u: ArrayLike, *, offset: int = 0) -> CheckResult:
         >>> pit_independence(np.repeat(u[:, :1], 2, axis=1)).pvalue < 1e-100  # u_1 = u_0
         True
     """
-    values = require_unit_values(require_matrix(u, "u"), "u")
+    values = require_all_in_closed_unit_interval(require_matrix(u, "u"), "u")
     offset = require_int(offset, "offset", minimum=0)
     if offset > 1:
         raise ValueError(f"offset: must be 0 or 1, got {offset}")
@@ -161,7 +176,7 @@ def pit_independence(u: ArrayLike, *, offset: int = 0) -> CheckResult:
                  "vs mean 0 (Bernstein bound)",
         null="all PIT values are iid U(0, 1), in particular consecutive columns are independent",
         min_pvalue=floor,
-        details={"pairs": [(int(j), int(j) + 1) for j in first],
-                 "means": {f"{k},{m}": v for (k, m), v in means.items()},
-                 "worst": f"{worst[0]},{worst[1]}"},
+        details=IndependenceDetails(pairs=tuple((int(j), int(j) + 1) for j in first),
+                                    means={f"{k},{m}": v for (k, m), v in means.items()},
+                                    worst=f"{worst[0]},{worst[1]}"),
     )
