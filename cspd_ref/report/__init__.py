@@ -3,7 +3,7 @@ figures.
 
 ``write_report(verdicts, cases, out_dir, title=..., sampler_name=...)`` renders the verdicts of
 ``cspd_ref.verify.verify`` (run with ``keep_output=True`` for figures); ``cspd verify`` is the
-command-line front end (``cspd_ref.verify_cli``).
+command-line front end (``cspd_ref.cli.verify``).
 """
 
 from cspd_ref.report.document import build_document
