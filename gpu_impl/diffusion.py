@@ -178,7 +178,7 @@ class GaussianChain:
                      lambda: replay_checked([(self, "")], [x_T_checked], e, self.num_steps))
         return x
 
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+    def sample(self, n: int, *, generator: torch.Generator) -> Tensor:
         """``n`` tokens ``(n, d)``; draws ``x_T`` then ``eps`` ``(T, n, d)`` from ``generator``."""
         n = require_int(n, "n")
         generator = require_generator(generator, self.device)

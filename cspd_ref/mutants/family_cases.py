@@ -189,6 +189,7 @@ def ar_case(seq_len: int = 6, dim: int = 2, groups: int = 4, perturbation: float
     """A ``MixtureARModel`` target (K = 2, coupling 1.5), a draft perturbed by ``perturbation``,
     a MAR schedule; the defaults reproduce ``mutants.ar_case``."""
     rng = np.random.default_rng(seed)
-    target = MixtureARModel.random(seq_len, dim, 2, rng, coupling=1.5)
-    return ARCase(target.perturbed(perturbation, rng), target, mar_schedule(seq_len, groups, rng),
+    target = MixtureARModel.random(seq_len, dim, 2, rng=rng, coupling=1.5)
+    return ARCase(target.perturbed(perturbation, rng=rng), target,
+                  mar_schedule(seq_len, groups, rng=rng),
                   name=f"ar-L{seq_len}-d{dim}-G{groups}-pert{perturbation:g}")
