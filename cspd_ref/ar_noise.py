@@ -101,12 +101,14 @@ FIELD_NDIMS = {"target_component_uniforms": 2, "target_normals": 3,
                "residual_accept_uniforms": 3}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ARNoise:
     """Every random number of one AR speculative decode, indexed by where it is used.
 
     The layout and the rules by which the decoder reads it are in this module's docstring.
-    Arrays are converted to float64 on construction.
+    Arrays are converted to float64 on construction. The fields are keyword-only: they are
+    declared in the layout's order (the order ``draw_ar_noise`` draws them, target-alone fields
+    first), which is not the package's draft-before-target argument order.
 
     Attributes:
         target_component_uniforms: ``(n, L)`` in [0, 1).

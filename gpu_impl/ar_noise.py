@@ -54,10 +54,11 @@ from gpu_impl.validation import (
 __all__ = ["DEFAULT_RESIDUAL_TRIALS", "ARDecodeTrace", "ARNoise", "DecodeNoise", "draw_ar_noise"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ARNoise:
     """Every random number of one AR speculative decode, indexed by where it is used
-    (``cspd_ref.ar_noise`` has the layout; the field names and shapes are the same).
+    (``cspd_ref.ar_noise`` has the layout; the field names and shapes are the same; the fields
+    are keyword-only, as there).
 
     Attributes:
         target_component_uniforms: ``(n, L)`` in [0, 1).

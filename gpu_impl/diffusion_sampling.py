@@ -218,7 +218,7 @@ def _follow_and_score(draft_chain: GaussianChain, target_chain: GaussianChain, x
         mp, sp = target_chain.transition_params(x, t)
         health = health + transition_health(mq, sq) + transition_health(mp, sp)
         x = (mp + sp * eps[i]) if follow_target else (mq + sq * eps[i])
-        log_ratio = log_ratio + gaussian_log_ratio(x, mp, sp, mq, sq)
+        log_ratio = log_ratio + gaussian_log_ratio(x, mq, sq, mp, sp)
     return x, log_ratio, health
 
 

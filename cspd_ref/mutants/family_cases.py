@@ -134,7 +134,7 @@ def _perturbed_draft(target: GaussianMixture, size: float, directions: FloatArra
                            target.scales * np.exp(size * log_scale), validate_args=False)
 
 
-def _mc_tv(p: GaussianMixture, q: GaussianMixture, noise: tuple[FloatArray, ...]) -> float:
+def _mc_tv(q: GaussianMixture, p: GaussianMixture, noise: tuple[FloatArray, ...]) -> float:
     """``TV = E_m |tanh((log p - log q)/2)|``, m = (p + q)/2, on fixed noise (common random
     numbers, so the estimate is a smooth-ish function of the draft's parameters)."""
     u1, z1, u2, z2 = noise
@@ -169,7 +169,7 @@ def mixture_case(d: int, K: int, tv_hint: float, seed: int = 0) -> Case:
              rng.standard_normal((half, d)))
 
     def tv_of(size: float) -> float:
-        return _mc_tv(target, _perturbed_draft(target, size, directions, log_scale, logits), noise)
+        return _mc_tv(_perturbed_draft(target, size, directions, log_scale, logits), target, noise)
 
     lo, hi = 0.0, 0.05
     while tv_of(hi) < tv_hint:
