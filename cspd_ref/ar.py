@@ -135,7 +135,7 @@ class GroupSchedule:
         return np.asarray(self.groups[i], dtype=np.int64)
 
 
-def mar_schedule(seq_len: int, num_steps: int, rng: np.random.Generator) -> GroupSchedule:
+def mar_schedule(seq_len: int, num_steps: int, *, rng: np.random.Generator) -> GroupSchedule:
     """MAR's schedule: a uniformly random order and a cosine mask schedule.
 
     After step ``i`` (0-based) ``floor(L cos(pi/2 (i+1)/S))`` tokens stay masked, clamped so that
@@ -210,14 +210,14 @@ def check_model(model: object, name: str, schedule: GroupSchedule) -> ARModel:
     return model
 
 
-def sample_group(model: ARModel, tokens: FloatArray, known: BoolArray, positions: IntArray,
+def sample_group(model: ARModel, tokens: FloatArray, known: BoolArray, positions: IntArray, *,
                  rng: np.random.Generator) -> FloatArray:
     """Draw the tokens at ``positions`` from ``model`` given the known tokens: ``(m, d)``."""
     law = model.conditionals(tokens, known, positions)
-    return law.sample(1, rng)[0]
+    return law.sample(1, rng=rng)[0]
 
 
-def ar_sample(model: ARModel, schedule: GroupSchedule, n: int,
+def ar_sample(model: ARModel, schedule: GroupSchedule, n: int, *,
               rng: np.random.Generator) -> FloatArray:
     """``n`` sequences ``(n, L, d)`` drawn from ``model`` directly, group by group."""
     check_model(model, "model", schedule)
@@ -229,13 +229,13 @@ def ar_sample(model: ARModel, schedule: GroupSchedule, n: int,
         known = np.zeros(schedule.seq_len, dtype=bool)
         for g in range(schedule.num_groups):
             pos = schedule.positions(g)
-            tokens[pos] = sample_group(model, tokens, known, pos, rng)
+            tokens[pos] = sample_group(model, tokens, known, pos, rng=rng)
             known[pos] = True
     return out
 
 
-def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, n: int,
-                          rng: np.random.Generator, *, gamma: int = 2, prefill: float = 0.0,
+def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, n: int, *,
+                          rng: np.random.Generator, gamma: int = 2, prefill: float = 0.0,
                           bonus_group: bool = True, residual: str = "auto",
                           max_trials: int = DEFAULT_MAX_TRIALS) -> ARDecodeResult:
     """Speculative decoding of ``n`` sequences; their law is exactly the target's
@@ -243,9 +243,9 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
 
     The round (docs/algorithms.md §5.2) is the module docstring's; the randomness is drawn from
     ``rng`` in the order the decoder needs it, sequence after sequence: each pre-fill group's
-    ``law.sample(1, rng)``; per round each draft step's ``law.sample(1, rng)``, then per
+    ``law.sample(1, rng=rng)``; per round each draft step's ``law.sample(1, rng=rng)``, then per
     verified group ``rng.random(m)`` for the acceptance tests followed by its residual proposals
-    on demand (``ResidualNoiseGenerator``), then the bonus group's ``law.sample(1, rng)``.
+    on demand (``ResidualNoiseGenerator``), then the bonus group's ``law.sample(1, rng=rng)``.
     ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit ``ARNoise``.
 
     Args:
@@ -269,7 +269,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: GroupSchedu
     n = require_int(n, "n")
     rng = require_generator(rng)
     max_trials = require_int(max_trials, "max_trials", minimum=1)
-    source = GeneratorDecodeNoise(rng, target.dim, max_trials)
+    source = GeneratorDecodeNoise(target.dim, rng=rng, max_trials=max_trials)
     return _decode(draft, target, schedule, n, source, gamma=gamma, n_prefill=n_prefill,
                    bonus_group=bonus_group, residual=residual)
 

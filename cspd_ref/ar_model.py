@@ -75,7 +75,7 @@ class MixtureARModel:
         return GaussianMixture(weights, means, scales, validate_args=False)
 
     @classmethod
-    def random(cls, seq_len: int, dim: int, n_components: int, rng: np.random.Generator, *,
+    def random(cls, seq_len: int, dim: int, n_components: int, *, rng: np.random.Generator,
                coupling: float = 0.8) -> MixtureARModel:
         """A random target model: component means N(0, 1.5^2), scales in [0.4, 1.2], a dense
         (L, L) context-weight matrix of scale ``coupling / sqrt(L)`` (only known positions are
@@ -93,7 +93,7 @@ class MixtureARModel:
             scale_coupling=0.3,
         )
 
-    def perturbed(self, size: float, rng: np.random.Generator) -> MixtureARModel:
+    def perturbed(self, size: float, *, rng: np.random.Generator) -> MixtureARModel:
         """A draft: every parameter moved by ``size`` times standard normal noise (scales and
         weights multiplicatively); ``size = 0`` returns an identical copy."""
         rng = require_generator(rng)

@@ -101,12 +101,14 @@ FIELD_NDIMS = {"target_component_uniforms": 2, "target_normals": 3,
                "residual_accept_uniforms": 3}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ARNoise:
     """Every random number of one AR speculative decode, indexed by where it is used.
 
     The layout and the rules by which the decoder reads it are in this module's docstring.
-    Arrays are converted to float64 on construction.
+    Arrays are converted to float64 on construction. The fields are keyword-only: they are
+    declared in the layout's order (the order ``draw_ar_noise`` draws them, target-alone fields
+    first), which is not the package's draft-before-target argument order.
 
     Attributes:
         target_component_uniforms: ``(n, L)`` in [0, 1).
@@ -214,7 +216,7 @@ def expected_shapes(n: int, L: int, d: int, G: int, gamma: int, S: int,
             "residual_normals": (n, L, R, d), "residual_accept_uniforms": (n, L, R)}
 
 
-def draw_ar_noise(n: int, schedule: GroupSchedule, dim: int, rng: np.random.Generator, *,
+def draw_ar_noise(n: int, schedule: GroupSchedule, dim: int, *, rng: np.random.Generator,
                   gamma: int = 2, residual_trials: int = DEFAULT_RESIDUAL_TRIALS) -> ARNoise:
     """Draw an ``ARNoise`` for ``n`` sequences: every entry independent, uniforms ``U[0, 1)``
     (``rng.random``), normals ``N(0, 1)`` (``rng.standard_normal``), the fields drawn in
@@ -293,23 +295,23 @@ class DecodeNoise(Protocol):
 class GeneratorDecodeNoise:
     """The noise of ``ar_speculative_decode``: fresh draws from a Generator, in call order.
 
-    Target-alone and draft groups: ``law.sample(1, rng)`` (component uniforms, then normals);
+    Target-alone and draft groups: ``law.sample(1, rng=rng)`` (component uniforms, then normals);
     acceptance: ``rng.random(m)``; residual proposals from one ``ResidualNoiseGenerator``.
     """
 
-    def __init__(self, rng: np.random.Generator, dim: int, max_trials: int) -> None:
+    def __init__(self, dim: int, *, rng: np.random.Generator, max_trials: int) -> None:
         self.rng = rng
-        self.stream = ResidualNoiseGenerator(rng, dim)
+        self.stream = ResidualNoiseGenerator(dim, rng=rng)
         self.max_trials = max_trials
 
     def target_sample(self, i: int, law: GaussianMixture, pos: IntArray) -> FloatArray:
         """Tokens at ``pos`` of sequence ``i`` from the target alone: ``(m, d)``."""
-        return law.sample(1, self.rng)[0]
+        return law.sample(1, rng=self.rng)[0]
 
     def draft_sample(self, i: int, r: int, j: int, law: GaussianMixture,
                      pos: IntArray) -> FloatArray:
         """Draft tokens of round ``r``, step ``j``: ``(m, d)``."""
-        return law.sample(1, self.rng)[0]
+        return law.sample(1, rng=self.rng)[0]
 
     def accept_uniforms(self, i: int, r: int, j: int, m: int) -> FloatArray:
         """Acceptance uniforms of round ``r``, step ``j``: ``(m,)``."""

@@ -31,8 +31,8 @@ from cspd_ref.diffusion import GaussianChain, LinearGaussianChain
 AnyCase = Case | DiffusionCase | ARCase
 
 
-def tanh_mlp_chain(rng: np.random.Generator, num_steps: int, dim: int, hidden: int,
-                   temperature: float = 1.0, perturbation: float = 0.0) -> GaussianChain:
+def tanh_mlp_chain(num_steps: int, dim: int, hidden: int, temperature: float = 1.0,
+                   perturbation: float = 0.0, *, rng: np.random.Generator) -> GaussianChain:
     """A nonlinear diffusion head: ``m(x, t) = 0.9 x + 0.3 tanh(x W1_t) W2_t``, scale
     ``0.3 + 0.2 sigmoid(x . v_t)``; parameters perturbed by ``perturbation`` for a draft."""
     w1 = rng.normal(0, 1 / np.sqrt(dim), (num_steps, dim, hidden))
@@ -66,16 +66,17 @@ def linear_chain_case() -> DiffusionCase:
 
 def mlp_chain_case() -> DiffusionCase:
     """tanh-MLP diffusion heads, T = 3, d = 2, hidden 16; the draft's weights perturbed by 0.3."""
-    target = tanh_mlp_chain(np.random.default_rng(5), 3, 2, 16)
-    draft = tanh_mlp_chain(np.random.default_rng(5), 3, 2, 16, perturbation=0.3)
+    target = tanh_mlp_chain(3, 2, 16, rng=np.random.default_rng(5))
+    draft = tanh_mlp_chain(3, 2, 16, rng=np.random.default_rng(5), perturbation=0.3)
     return DiffusionCase(draft, target, name="mlp-chain-T3-d2")
 
 
 def ar_mixture_case() -> ARCase:
     """L = 6, d = 2, K = 2 target, draft perturbed by 0.4, 4 groups."""
     rng = np.random.default_rng(11)
-    target = MixtureARModel.random(6, 2, 2, rng, coupling=1.5)
-    return ARCase(target.perturbed(0.4, rng), target, mar_schedule(6, 4, rng), name="ar-L6-d2")
+    target = MixtureARModel.random(6, 2, 2, rng=rng, coupling=1.5)
+    return ARCase(target.perturbed(0.4, rng=rng), target, mar_schedule(6, 4, rng=rng),
+                  name="ar-L6-d2")
 
 
 BUILTIN_CASES: dict[str, tuple[str, Callable[[], AnyCase]]] = {

@@ -107,9 +107,9 @@ class DiffusionCase:
         """Token dimension d."""
         return int(self.target_chain.dim)
 
-    def reference_samples(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def reference_samples(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         """``n`` tokens from the target chain run directly (the two-sample reference)."""
-        return np.asarray(self.target_chain.sample(n, rng))
+        return np.asarray(self.target_chain.sample(n, rng=rng))
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ class GaussianChain:
         x = self.check_start(x_T)
         return self.trajectory_from_noise(x, self.check_noise(eps, x, steps=self.num_steps))[-1]
 
-    def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+    def sample(self, n: int, *, rng: np.random.Generator) -> FloatArray:
         """``n`` tokens ``(n, d)``; draws ``x_T`` then ``eps`` ``(T, n, d)`` from ``rng``."""
         n = require_int(n, "n")
         rng = require_generator(rng)

@@ -96,7 +96,7 @@ def aligned_speculative_sample_from_noise(
 
 
 def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                               rng: np.random.Generator, *, residual: str = "auto",
+                               *, rng: np.random.Generator, residual: str = "auto",
                                max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
     """Draw ``n`` target tokens by aligned trajectories; noise from ``rng`` in the order
     ``x_T``, shared ``eps_T .. eps_2``, draft ``eps_1``, acceptance uniforms, residual."""
@@ -109,7 +109,7 @@ def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: Gaussia
     eps_1 = rng.standard_normal((n, d))
     u = rng.random(n)
     return aligned_speculative_sample_from_noise(
-        draft_chain, target_chain, x_T, shared, eps_1, u, ResidualNoiseGenerator(rng, d),
+        draft_chain, target_chain, x_T, shared, eps_1, u, ResidualNoiseGenerator(d, rng=rng),
         residual=residual, max_trials=max_trials)
 
 
@@ -175,7 +175,7 @@ def joint_speculative_sample_from_noise(
 
 
 def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                             rng: np.random.Generator, *, residual: str = "batched",
+                             *, rng: np.random.Generator, residual: str = "batched",
                              max_trials: int = DEFAULT_MAX_TRIALS) -> SpeculativeResult:
     """Draw ``n`` target tokens with the joint-trajectory criterion; noise from ``rng`` in the
     order ``x_T``, draft ``eps`` ``(T, n, d)``, acceptance uniforms, residual trajectories."""
@@ -187,5 +187,5 @@ def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianC
     eps = rng.standard_normal((T, n, d))
     u = rng.random(n)
     return joint_speculative_sample_from_noise(
-        draft_chain, target_chain, x_T, eps, u, ResidualNoiseGenerator(rng, (T + 1) * d),
+        draft_chain, target_chain, x_T, eps, u, ResidualNoiseGenerator((T + 1) * d, rng=rng),
         residual=residual, max_trials=max_trials)

@@ -217,7 +217,7 @@ class GaussianMixture:
         sd = np.take_along_axis(scales, picked, axis=-2)[..., 0, :]
         return mu + sd * z
 
-    def sample(self, n: int, rng: np.random.Generator) -> FloatArray:
+    def sample(self, n: int, *, rng: np.random.Generator) -> FloatArray:
         """Draw ``n`` samples ``(n, *batch, d)``; the uniforms are drawn before the normals."""
         n = require_int(n, "n")
         rng = require_generator(rng)

@@ -194,7 +194,7 @@ class ResidualNoiseGenerator:
     ``gpu_impl.residual.ResidualNoiseGenerator``).
     """
 
-    def __init__(self, rng: np.random.Generator, dim: int) -> None:
+    def __init__(self, dim: int, *, rng: np.random.Generator) -> None:
         self.rng = require_generator(rng)
         self.dim = require_int(dim, "dim", minimum=1)
 

@@ -48,10 +48,10 @@ def diffusion_sampler(method: str = "aligned", residual: str | None = None) -> S
     def sample(case: DiffusionCase, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         if method == "aligned":
-            out = aligned_speculative_sample(case.draft_chain, case.target_chain, n, rng,
+            out = aligned_speculative_sample(case.draft_chain, case.target_chain, n, rng=rng,
                                              residual=residual or "auto")
         else:
-            out = joint_speculative_sample(case.draft_chain, case.target_chain, n, rng,
+            out = joint_speculative_sample(case.draft_chain, case.target_chain, n, rng=rng,
                                            residual=residual or "batched")
         return out.samples
 
@@ -73,7 +73,7 @@ def ar_sampler(gamma: int = 2, prefill: float = 0.0, bonus_group: bool = True,
 
     def sample(case: ARCase, n: int, seed: int) -> ARSamplerOutput:
         out = ar_speculative_decode(case.draft, case.target, case.schedule, n,
-                                    np.random.default_rng(seed), gamma=gamma, prefill=prefill,
+                                    rng=np.random.default_rng(seed), gamma=gamma, prefill=prefill,
                                     bonus_group=bonus_group, residual=residual)
         return ARSamplerOutput(samples=out.sequences, stats=out)
 

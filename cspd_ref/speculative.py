@@ -314,5 +314,5 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
     z = rng.standard_normal((n, target.dim))
     u_acc = rng.random(n)
     return speculative_sample_from_noise(draft, target, u_c, z, u_acc,
-                                         ResidualNoiseGenerator(rng, target.dim),
+                                         ResidualNoiseGenerator(target.dim, rng=rng),
                                          residual=residual, max_trials=max_trials)

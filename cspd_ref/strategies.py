@@ -182,8 +182,8 @@ def nonlinear_chain_pairs(draw: st.DrawFn) -> DiffusionCase:
     d = draw(st.integers(1, 6))
     seed = draw(numpy_seeds)
     size = draw(st.floats(0.0, 0.5))
-    target = tanh_mlp_chain(np.random.default_rng(seed), T, d, 16)
-    draft = tanh_mlp_chain(np.random.default_rng(seed), T, d, 16, perturbation=size)
+    target = tanh_mlp_chain(T, d, 16, rng=np.random.default_rng(seed))
+    draft = tanh_mlp_chain(T, d, 16, rng=np.random.default_rng(seed), perturbation=size)
     return DiffusionCase(draft, target, name=f"mlp-chain-T{T}-d{d}")
 
 
@@ -196,6 +196,7 @@ def ar_cases(draw: st.DrawFn) -> ARCase:
     k = draw(st.integers(1, 3))
     steps = draw(st.integers(2, L))
     rng = np.random.default_rng(draw(numpy_seeds))
-    target = MixtureARModel.random(L, d, k, rng)
-    draft = target.perturbed(draw(st.floats(0.0, 0.6)), rng)
-    return ARCase(draft, target, mar_schedule(L, steps, rng), name=f"ar-L{L}-d{d}-K{k}-G{steps}")
+    target = MixtureARModel.random(L, d, k, rng=rng)
+    draft = target.perturbed(draw(st.floats(0.0, 0.6)), rng=rng)
+    return ARCase(draft, target, mar_schedule(L, steps, rng=rng),
+                  name=f"ar-L{L}-d{d}-K{k}-G{steps}")

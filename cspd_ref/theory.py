@@ -170,7 +170,7 @@ def tv_integrand_samples(draft: GaussianMixture, target: GaussianMixture, *,
     """
     p, q = target, draft
     half = n_samples // 2
-    xs = np.concatenate([p.sample(half, rng), q.sample(n_samples - half, rng)])
+    xs = np.concatenate([p.sample(half, rng=rng), q.sample(n_samples - half, rng=rng)])
     f = np.empty(n_samples)
     for start in range(0, n_samples, MC_CHUNK):
         chunk = xs[start:start + MC_CHUNK]

@@ -185,14 +185,15 @@ def require_batch_shape(batch_shape: Sequence[int], name: str,
     return shape
 
 
-def require_generator(rng: Any, name: str = "rng") -> np.random.Generator:
-    """Raise unless ``rng`` is a ``numpy.random.Generator`` (randomness is always explicit)."""
-    if not isinstance(rng, np.random.Generator):
+def require_generator(value: Any, name: str = "rng") -> np.random.Generator:
+    """Return ``value``, raising unless it is a ``numpy.random.Generator`` (randomness is always
+    explicit; the functions that draw take it as the keyword-only ``rng``)."""
+    if not isinstance(value, np.random.Generator):
         raise ValueError(
             f"{name}: expected a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
-            f"got {type(rng).__name__}"
+            f"got {type(value).__name__}"
         )
-    return rng
+    return value
 
 
 def check_mixture_parameters(weights: ArrayLike, means: ArrayLike,

@@ -211,8 +211,8 @@ def _check_models(draft: Any, target: Any, schedule: Any) -> tuple[ARModel, ARMo
 
 
 # --------------------------------------------------------------------- the decoders
-def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int,
-                          generator: torch.Generator, *, gamma: int = 2, prefill: float = 0.0,
+def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int, *,
+                          generator: torch.Generator, gamma: int = 2, prefill: float = 0.0,
                           bonus_group: bool = True, residual: str = "auto",
                           max_trials: int = DEFAULT_MAX_TRIALS) -> ARDecodeResult:
     """Speculative decoding of ``n`` sequences in a batch; their law is exactly the target's.
@@ -264,7 +264,7 @@ def ar_speculative_decode(draft: ARModel, target: ARModel, schedule: Any, n: int
     generator = require_generator(generator, device)
     gamma, prefill_value, max_trials = check_decode_options(gamma, prefill, bonus_group,
                                                             residual, max_trials)
-    source = GeneratorDecodeNoise(generator, target.dim, device=device,
+    source = GeneratorDecodeNoise(target.dim, generator=generator, device=device,
                                   dtype=compute_dtype(target.dtype), max_trials=max_trials)
     return _decode(draft, target, table, n, source, gamma=gamma,
                    n_prefill=prefill_groups(prefill_value, table.num_groups),

@@ -54,10 +54,11 @@ from gpu_impl.validation import (
 __all__ = ["DEFAULT_RESIDUAL_TRIALS", "ARDecodeTrace", "ARNoise", "DecodeNoise", "draw_ar_noise"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ARNoise:
     """Every random number of one AR speculative decode, indexed by where it is used
-    (``cspd_ref.ar_noise`` has the layout; the field names and shapes are the same).
+    (``cspd_ref.ar_noise`` has the layout; the field names and shapes are the same; the fields
+    are keyword-only, as there).
 
     Attributes:
         target_component_uniforms: ``(n, L)`` in [0, 1).
@@ -200,7 +201,7 @@ def require_ar_noise(noise: Any, name: str = "noise") -> ARNoise:
     return noise
 
 
-def draw_ar_noise(n: int, schedule: Any, dim: int, generator: torch.Generator, *,
+def draw_ar_noise(n: int, schedule: Any, dim: int, *, generator: torch.Generator,
                   gamma: int = 2, residual_trials: int = DEFAULT_RESIDUAL_TRIALS,
                   dtype: torch.dtype = torch.float32) -> ARNoise:
     """Draw an ``ARNoise`` on the generator's device: every entry independent, uniforms
@@ -264,7 +265,7 @@ class ARDecodeTrace:
 
 
 # --------------------------------------------------------------------- noise sources
-def sample_law(law: GaussianMixture, generator: torch.Generator) -> Tensor:
+def sample_law(law: GaussianMixture, *, generator: torch.Generator) -> Tensor:
     """One draw per batch element of ``law`` (component uniforms first, then normals)."""
     shape = tuple(law.batch_shape)
     ct = law.compute_dtype
@@ -293,21 +294,21 @@ class GeneratorDecodeNoise:
     order the decoder asks (``sample_law`` per group batch, ``torch.rand`` for the acceptance
     tests, one ``ResidualNoiseGenerator``)."""
 
-    def __init__(self, generator: torch.Generator, dim: int, *, device: torch.device,
+    def __init__(self, dim: int, *, generator: torch.Generator, device: torch.device,
                  dtype: torch.dtype, max_trials: int) -> None:
         self.generator = generator
         self.device = device
         self.dtype = dtype
-        self.stream = ResidualNoiseGenerator(generator, dim, device=device, dtype=dtype)
+        self.stream = ResidualNoiseGenerator(dim, generator=generator, device=device, dtype=dtype)
         self.max_trials = max_trials
 
     def target_sample(self, law: GaussianMixture, rows: Tensor, pos: Tensor) -> Tensor:
         """Target-alone tokens ``(B, P, d)``."""
-        return sample_law(law, self.generator)
+        return sample_law(law, generator=self.generator)
 
     def draft_sample(self, law: GaussianMixture, rows: Tensor, r: int, j: int) -> Tensor:
         """Draft tokens ``(B, P, d)`` of round ``r``, step ``j``."""
-        return sample_law(law, self.generator)
+        return sample_law(law, generator=self.generator)
 
     def accept_uniforms(self, rows: Tensor, r: int, steps: Tensor, slots: Tensor) -> Tensor:
         """One acceptance uniform per listed token."""

@@ -178,7 +178,7 @@ class GaussianChain:
                      lambda: replay_checked([(self, "")], [x_T_checked], e, self.num_steps))
         return x
 
-    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+    def sample(self, n: int, *, generator: torch.Generator) -> Tensor:
         """``n`` tokens ``(n, d)``; draws ``x_T`` then ``eps`` ``(T, n, d)`` from ``generator``."""
         n = require_int(n, "n")
         generator = require_generator(generator, self.device)
@@ -218,7 +218,7 @@ def trajectory_log_ratio(draft_chain: GaussianChain, target_chain: GaussianChain
         t = T - i
         mq, sq = draft_chain.transition_params(states[i], t)
         mp, sp = target_chain.transition_params(states[i], t)
-        total = total + gaussian_log_ratio(states[i + 1], mp, sp, mq, sq)
+        total = total + gaussian_log_ratio(states[i + 1], mq, sq, mp, sp)
     return total
 
 
@@ -312,9 +312,10 @@ def require_compatible_chains(draft_chain: Any, target_chain: Any) -> None:
                          f"{draft_chain.dim}")
 
 
-def gaussian_log_ratio(x: Tensor, mean_p: Tensor, scale_p: Tensor, mean_q: Tensor,
-                       scale_q: Tensor) -> Tensor:
-    """``log N(x; mean_p, scale_p^2) - log N(x; mean_q, scale_q^2)`` summed over the last axis,
+def gaussian_log_ratio(x: Tensor, mean_q: Tensor, scale_q: Tensor, mean_p: Tensor,
+                       scale_p: Tensor) -> Tensor:
+    """``log N(x; mean_p, scale_p^2) - log N(x; mean_q, scale_q^2)`` summed over the last axis
+    (``q`` the draft's step, ``p`` the target's, the draft's parameters first),
     formed term by term (``-z_p^2/2 - log s_p + z_q^2/2 + log s_q``, the ``log 2 pi`` constants
     cancel; docs/algorithms.md §4.3), in ``compute_dtype``; no checks, no sync. The step term
     of ``trajectory_log_ratio``."""

@@ -158,7 +158,7 @@ def aligned_speculative_sample_from_noise(
 
 
 def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                               generator: torch.Generator, *,
+                               *, generator: torch.Generator,
                                residual: str = "auto", max_trials: int = DEFAULT_MAX_TRIALS,
                                ) -> SpeculativeResult:
     """Draw ``n`` target tokens by aligned trajectories; noise from ``generator`` (on the
@@ -176,7 +176,7 @@ def aligned_speculative_sample(draft_chain: GaussianChain, target_chain: Gaussia
     u = torch.rand(n, generator=generator, device=device, dtype=compute_dtype(dtype))
     return aligned_speculative_sample_from_noise(
         draft_chain, target_chain, x_T, shared, eps_1, u,
-        ResidualNoiseGenerator(generator, d, device=device, dtype=dtype),
+        ResidualNoiseGenerator(d, generator=generator, device=device, dtype=dtype),
         residual=residual, max_trials=max_trials)
 
 
@@ -218,7 +218,7 @@ def _follow_and_score(draft_chain: GaussianChain, target_chain: GaussianChain, x
         mp, sp = target_chain.transition_params(x, t)
         health = health + transition_health(mq, sq) + transition_health(mp, sp)
         x = (mp + sp * eps[i]) if follow_target else (mq + sq * eps[i])
-        log_ratio = log_ratio + gaussian_log_ratio(x, mp, sp, mq, sq)
+        log_ratio = log_ratio + gaussian_log_ratio(x, mq, sq, mp, sp)
     return x, log_ratio, health
 
 
@@ -295,7 +295,7 @@ def joint_speculative_sample_from_noise(
 
 
 def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianChain, n: int,
-                             generator: torch.Generator, *,
+                             *, generator: torch.Generator,
                              residual: str = "batched", max_trials: int = DEFAULT_MAX_TRIALS,
                              ) -> SpeculativeResult:
     """Draw ``n`` target tokens with the joint-trajectory criterion; noise from ``generator``
@@ -312,5 +312,5 @@ def joint_speculative_sample(draft_chain: GaussianChain, target_chain: GaussianC
     u = torch.rand(n, generator=generator, device=device, dtype=compute_dtype(dtype))
     return joint_speculative_sample_from_noise(
         draft_chain, target_chain, x_T, eps, u,
-        ResidualNoiseGenerator(generator, (T + 1) * d, device=device, dtype=dtype),
+        ResidualNoiseGenerator((T + 1) * d, generator=generator, device=device, dtype=dtype),
         residual=residual, max_trials=max_trials)

@@ -319,7 +319,7 @@ class GaussianMixture(Distribution):
         sd = torch.gather(self.scales.expand(full), -2, picked)[..., 0, :].to(ct)
         return (mu + sd * z).to(self.dtype)
 
-    def sample(self, sample_shape: _Size = _EMPTY_SIZE,
+    def sample(self, sample_shape: _Size = _EMPTY_SIZE, *,
                generator: torch.Generator | None = None) -> Tensor:
         """Draw samples of shape ``(*sample_shape, *batch, d)``.
 
@@ -375,7 +375,7 @@ class DiagGaussian(GaussianMixture):
         """``(*batch, d)`` variance."""
         return self.scale**2
 
-    def rsample(self, sample_shape: _Size = _EMPTY_SIZE,
+    def rsample(self, sample_shape: _Size = _EMPTY_SIZE, *,
                 generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample ``mean + scale * z`` (differentiable in the parameters)."""
         shape = (*torch.Size(sample_shape), *self.batch_shape, self.dim)
@@ -383,11 +383,11 @@ class DiagGaussian(GaussianMixture):
         ct = self.compute_dtype
         return (self.mean.to(ct) + self.scale.to(ct) * z).to(self.dtype)
 
-    def sample(self, sample_shape: _Size = _EMPTY_SIZE,
+    def sample(self, sample_shape: _Size = _EMPTY_SIZE, *,
                generator: torch.Generator | None = None) -> Tensor:
         """As ``GaussianMixture.sample`` (uniforms drawn too, so the streams stay aligned)."""
         with torch.no_grad():
-            return super().sample(sample_shape, generator)
+            return super().sample(sample_shape, generator=generator)
 
 
 def from_reference(mixture: Any, device: torch.device | str | None = None,

@@ -178,7 +178,7 @@ class ResidualNoiseGenerator:
     ``cspd_ref.residual.ResidualNoiseGenerator``).
     """
 
-    def __init__(self, generator: torch.Generator, dim: int, *,
+    def __init__(self, dim: int, *, generator: torch.Generator,
                  device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)

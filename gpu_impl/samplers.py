@@ -141,8 +141,8 @@ def as_ar_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = to
         >>> from cspd_ref.ar import MixtureARModel, mar_schedule
         >>> from cspd_ref.cases import ARCase
         >>> rng = np.random.default_rng(0)
-        >>> p = MixtureARModel.random(6, 2, 2, rng)
-        >>> case = ARCase(p.perturbed(0.3, rng), p, mar_schedule(6, 3, rng))
+        >>> p = MixtureARModel.random(6, 2, 2, rng=rng)
+        >>> case = ARCase(p.perturbed(0.3, rng=rng), p, mar_schedule(6, 3, rng=rng))
         >>> tuple(gpu_impl.as_ar_sampler()(case, 10, seed=0).shape)
         (10, 6, 2)
     """
@@ -162,8 +162,8 @@ def as_ar_sampler(*, device: torch.device | str = "cpu", dtype: torch.dtype = to
         target = _ar_model(case.target, "target", dev, dt)
         generator = torch.Generator(device=dev)
         generator.manual_seed(seed)
-        return ar_speculative_decode(draft, target, case.schedule, n, generator, gamma=gamma,
-                                     prefill=prefill_value, bonus_group=bonus_group,
+        return ar_speculative_decode(draft, target, case.schedule, n, generator=generator,
+                                     gamma=gamma, prefill=prefill_value, bonus_group=bonus_group,
                                      residual=residual, max_trials=cap).sequences
 
     tag = f"{dev.type}_{str(dt).replace('torch.', '')}_g{gamma}_{residual}"

@@ -326,6 +326,6 @@ def speculative_sample(draft: GaussianMixture, target: GaussianMixture, n: int,
     z = torch.randn((n, target.dim), generator=generator, device=device, dtype=ct)
     u_acc = torch.rand(n, generator=generator, device=device, dtype=ct)
     x = draft.sample_from_noise_unchecked(u_c, z)
-    noise = ResidualNoiseGenerator(generator, target.dim, device=device, dtype=ct)
+    noise = ResidualNoiseGenerator(target.dim, generator=generator, device=device, dtype=ct)
     return verify_draft_from_noise(draft, target, x, u_acc, noise, method=method,
                                    max_trials=max_trials)

@@ -25,7 +25,8 @@ def device_under_test() -> torch.device:
     return torch.device(name)
 
 
-def init_linear_layers_(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
+def init_linear_layers_(module: torch.nn.Module, *,
+                        generator: torch.Generator) -> torch.nn.Module:
     """Re-draw every ``nn.Linear`` weight and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
     (PyTorch's default law for ``Linear``) with an explicit generator, so test networks never
     depend on, or change, the global RNG."""

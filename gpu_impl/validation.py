@@ -164,21 +164,22 @@ def require_shape(tensor: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
     return tensor
 
 
-def require_generator(generator: Any, device: torch.device | str,
+def require_generator(value: Any, device: torch.device | str,
                       name: str = "generator") -> torch.Generator:
-    """Raise unless ``generator`` is a ``torch.Generator`` on ``device``'s type.
+    """Return ``value``, raising unless it is a ``torch.Generator`` on ``device``'s type.
 
     Randomness is always explicit: ``None`` (the global RNG) is refused, like the reference's
-    ``numpy.random.Generator`` argument.
+    ``numpy.random.Generator`` argument; the functions that draw take it as the keyword-only
+    ``generator``.
     """
-    if not isinstance(generator, torch.Generator):
+    if not isinstance(value, torch.Generator):
         raise ValueError(f"{name}: expected a torch.Generator (e.g. "
                          f"torch.Generator(device).manual_seed(seed)), got "
-                         f"{type(generator).__name__}")
-    if generator.device.type != torch.device(device).type:
-        raise ValueError(f"{name}: is a {generator.device.type} generator, the tensors are on "
+                         f"{type(value).__name__}")
+    if value.device.type != torch.device(device).type:
+        raise ValueError(f"{name}: is a {value.device.type} generator, the tensors are on "
                          f"{torch.device(device)}")
-    return generator
+    return value
 
 
 def check_mixture_parameters(weights: Any, means: Any,

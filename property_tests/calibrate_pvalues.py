@@ -118,8 +118,8 @@ def _diffusion_nonlinear() -> tuple[Callable[..., Any], Any]:
     from cspd_ref.strategies import tanh_mlp_chain
 
     steps, dim, hidden, seed = 3, 2, 16, 20240
-    target = tanh_mlp_chain(np.random.default_rng(seed), steps, dim, hidden)
-    draft = tanh_mlp_chain(np.random.default_rng(seed), steps, dim, hidden, perturbation=0.3)
+    target = tanh_mlp_chain(steps, dim, hidden, rng=np.random.default_rng(seed))
+    draft = tanh_mlp_chain(steps, dim, hidden, rng=np.random.default_rng(seed), perturbation=0.3)
     return diffusion_sampler("aligned"), DiffusionCase(draft, target,
                                                        name=f"mlp-chain-T{steps}-d{dim}")
 

@@ -238,7 +238,7 @@ def test_target_passes_follow_their_exact_law() -> None:
     draft, target, schedule, a = constant_acceptance_pair(0.5)
     record_exact_call()
     seed = statistical_seed("ar-passes-constant-acceptance")
-    out = ar_speculative_decode(draft, target, schedule, N_PASS, np.random.default_rng(seed),
+    out = ar_speculative_decode(draft, target, schedule, N_PASS, rng=np.random.default_rng(seed),
                                 gamma=GAMMA_PASS)
     p = exact_pass_test_pvalue(out.target_passes, L_PASS, a, GAMMA_PASS)
     assert p > CALL_ALPHA, (
@@ -255,7 +255,7 @@ def test_exact_pass_test_flags_a_wrong_acceptance() -> None:
     assert a_wrong == pytest.approx(0.7, abs=1e-12)
     _, _, _, a_claimed = constant_acceptance_pair(0.5)
     seed = statistical_seed("ar-passes-wrong-acceptance")
-    out = ar_speculative_decode(draft, target, schedule, N_PASS, np.random.default_rng(seed),
+    out = ar_speculative_decode(draft, target, schedule, N_PASS, rng=np.random.default_rng(seed),
                                 gamma=GAMMA_PASS)
     p = exact_pass_test_pvalue(out.target_passes, L_PASS, a_claimed, GAMMA_PASS)
     assert p < 1e-6 * CALL_ALPHA, f"p = {p:.3g} (seed {seed})"

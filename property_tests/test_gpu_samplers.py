@@ -36,7 +36,7 @@ def aligned_gpu_sampler(case: DiffusionCase, n: int, seed: int) -> torch.Tensor:
     generator.manual_seed(seed)
     return gpu_impl.aligned_speculative_sample(gpu_chain(case.draft_chain),
                                                gpu_chain(case.target_chain), n,
-                                               generator).samples
+                                               generator=generator).samples
 
 
 @pytest.mark.parametrize("residual", ["auto", "batched"])

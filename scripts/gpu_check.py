@@ -152,7 +152,7 @@ class MLPHead(torch.nn.Module):
             torch.nn.Linear(dim + 1, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, hidden), torch.nn.SiLU(),
             torch.nn.Linear(hidden, dim))
-        init_linear_layers_(self.net, torch.Generator().manual_seed(seed))
+        init_linear_layers_(self.net, generator=torch.Generator().manual_seed(seed))
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         time_feature = torch.full_like(x[:, :1], t / self.num_steps)
@@ -194,7 +194,7 @@ def bench_diffusion(report: Report, n: int, d: int, hidden: int, T: int, reps: i
     def full() -> gpu_impl.SpeculativeResult:
         return gpu_impl.aligned_speculative_sample_from_noise(
             q_chain, p_chain, x_T, shared, eps1, u,
-            gpu_impl.ResidualNoiseGenerator(g, d, device=dev))
+            gpu_impl.ResidualNoiseGenerator(d, generator=g, device=dev))
 
     report.add("")
     report.add(f"### aligned diffusion sampler, T = {T}, MLP head d = {d}, hidden = {hidden}, "

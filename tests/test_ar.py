@@ -17,7 +17,7 @@ from cspd_ref.ar import (
 
 @pytest.mark.parametrize(("L", "S"), [(1, 1), (6, 4), (16, 8), (10, 10), (64, 16)])
 def test_mar_schedule_partitions_the_sequence(L: int, S: int) -> None:
-    sched = mar_schedule(L, S, np.random.default_rng(L))
+    sched = mar_schedule(L, S, rng=np.random.default_rng(L))
     assert sched.num_groups == S and sched.seq_len == L
     sizes = [len(g) for g in sched.groups]
     assert min(sizes) >= 1
@@ -32,20 +32,21 @@ def test_schedule_validation() -> None:
     with pytest.raises(ValueError, match="^groups"):
         GroupSchedule(((0.0,), (1.0,)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^num_steps"):
-        mar_schedule(3, 4, np.random.default_rng(0))
+        mar_schedule(3, 4, rng=np.random.default_rng(0))
 
 
 def model_pair(seed: int = 0, size: float = 0.3) -> tuple[MixtureARModel, MixtureARModel,
                                                           GroupSchedule]:
     rng = np.random.default_rng(seed)
-    target = MixtureARModel.random(6, 2, 2, rng)
-    return target.perturbed(size, rng), target, mar_schedule(6, 4, rng)
+    target = MixtureARModel.random(6, 2, 2, rng=rng)
+    return target.perturbed(size, rng=rng), target, mar_schedule(6, 4, rng=rng)
 
 
 def test_identical_draft_accepts_every_group_and_counts_passes() -> None:
     _, target, sched = model_pair()
     gamma = 2
-    out = ar_speculative_decode(target, target, sched, 20, np.random.default_rng(0), gamma=gamma)
+    out = ar_speculative_decode(target, target, sched, 20, rng=np.random.default_rng(0),
+                                gamma=gamma)
     assert out.sequences.shape == (20, 6, 2)
     assert np.all(out.accepted_groups == out.drafted_groups)
     # 4 groups, gamma 2: round 1 drafts 2 + bonus, round 2 drafts 1 and stops: 2 passes.
@@ -56,7 +57,7 @@ def test_identical_draft_accepts_every_group_and_counts_passes() -> None:
 
 def test_prefill_groups_use_target_passes_only() -> None:
     draft, target, sched = model_pair()
-    out = ar_speculative_decode(draft, target, sched, 10, np.random.default_rng(0), gamma=3,
+    out = ar_speculative_decode(draft, target, sched, 10, rng=np.random.default_rng(0), gamma=3,
                                 prefill=0.5)
     np.testing.assert_array_equal(out.prefill_passes, 2)
     # Every speculative pass produces at least one of the 2 remaining groups.
@@ -66,7 +67,7 @@ def test_prefill_groups_use_target_passes_only() -> None:
 
 def test_rosenblatt_has_one_column_per_coordinate_in_unit_interval() -> None:
     _draft, target, sched = model_pair()
-    seqs = ar_sample(target, sched, 30, np.random.default_rng(0))
+    seqs = ar_sample(target, sched, 30, rng=np.random.default_rng(0))
     u = ar_rosenblatt(target, sched, seqs)
     assert u.shape == (30, 12) and np.all((u >= 0) & (u <= 1))
 
@@ -75,12 +76,12 @@ def test_ar_validation() -> None:
     draft, target, sched = model_pair()
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="^gamma"):
-        ar_speculative_decode(draft, target, sched, 2, rng, gamma=0)
+        ar_speculative_decode(draft, target, sched, 2, rng=rng, gamma=0)
     with pytest.raises(ValueError, match="^prefill"):
-        ar_speculative_decode(draft, target, sched, 2, rng, prefill=1.5)
+        ar_speculative_decode(draft, target, sched, 2, rng=rng, prefill=1.5)
     with pytest.raises(ValueError, match="^draft"):
-        ar_speculative_decode(object(), target, sched, 2, rng)  # type: ignore[arg-type]
+        ar_speculative_decode(object(), target, sched, 2, rng=rng)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^schedule"):
-        ar_speculative_decode(draft, target, mar_schedule(5, 2, rng), 2, rng)
+        ar_speculative_decode(draft, target, mar_schedule(5, 2, rng=rng), 2, rng=rng)
     with pytest.raises(ValueError, match="^sequences"):
         ar_rosenblatt(target, sched, np.zeros((3, 5, 2)))

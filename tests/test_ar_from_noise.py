@@ -77,10 +77,10 @@ def make_case(kind: str, seed: int) -> tuple[Any, Any, Any]:
         draft = ref_ar.MixtureARModel(
             np.zeros((L, 1)), target.base_means + 0.5 * rng.normal(size=(L, 1, d)), scales,
             target.context_weights + 0.1 * rng.normal(size=(L, L)), np.ones(1))
-        return draft, target, ref_ar.mar_schedule(L, 3, rng)
+        return draft, target, ref_ar.mar_schedule(L, 3, rng=rng)
     L, d, K, steps = (7, 2, 2, 4) if kind == "mix" else (6, 1, 1, 6)
-    target = ref_ar.MixtureARModel.random(L, d, K, rng)
-    return target.perturbed(0.5, rng), target, ref_ar.mar_schedule(L, steps, rng)
+    target = ref_ar.MixtureARModel.random(L, d, K, rng=rng)
+    return target.perturbed(0.5, rng=rng), target, ref_ar.mar_schedule(L, steps, rng=rng)
 
 
 def f32_representable(noise: RefNoise) -> RefNoise:
@@ -97,7 +97,7 @@ def draw(case: tuple[Any, Any, Any], n: int, gamma: int, seed: int,
          residual_trials: int = 256) -> RefNoise:
     _, target, schedule = case
     return f32_representable(ref_ar.draw_ar_noise(
-        n, schedule, target.dim, np.random.default_rng(seed), gamma=gamma,
+        n, schedule, target.dim, rng=np.random.default_rng(seed), gamma=gamma,
         residual_trials=residual_trials))
 
 
@@ -240,7 +240,7 @@ def used_entries(schedule: Any, noise: RefNoise, trace: Any, gamma: int, prefill
 def scramble_unused(noise: RefNoise, used: dict[str, np.ndarray], schedule: Any,
                     seed: int) -> RefNoise:
     """Every entry outside ``used`` replaced by a fresh draw."""
-    other = ref_ar.draw_ar_noise(noise.n, schedule, noise.dim, np.random.default_rng(seed),
+    other = ref_ar.draw_ar_noise(noise.n, schedule, noise.dim, rng=np.random.default_rng(seed),
                                  gamma=noise.gamma, residual_trials=noise.residual_trials)
     arrays = {}
     for f in fields(noise):
@@ -348,24 +348,24 @@ def test_noise_validation_names_the_argument() -> None:
             decode(*models, schedule, arrays)
         with pytest.raises(ValueError, match=r"^prefill: "):
             decode(*models, schedule, nz, prefill=1.5)
-    other = ref_ar.MixtureARModel.random(7, 3, 2, np.random.default_rng(0))
+    other = ref_ar.MixtureARModel.random(7, 3, 2, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"^noise\.target_normals: expected"):
-        ref_ar.ar_speculative_decode_from_noise(other.perturbed(0.1, np.random.default_rng(1)),
+        ref_ar.ar_speculative_decode_from_noise(other.perturbed(0.1, rng=np.random.default_rng(1)),
                                                 other, schedule, noise)
     with pytest.raises(ValueError, match=r"^noise: expected a gpu_impl"):
         gpu_ar.ar_speculative_decode_from_noise(gq, gp, schedule, noise)
     with pytest.raises(ValueError, match=r"^noise: expected a cspd_ref"):
         ref_ar.ar_speculative_decode_from_noise(draft, target, schedule, gnoise)
     with pytest.raises(ValueError, match=r"^schedule: "):
-        ref_ar.draw_ar_noise(2, "groups", 2, np.random.default_rng(0))
+        ref_ar.draw_ar_noise(2, "groups", 2, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"^residual_trials: "):
-        gpu_ar.draw_ar_noise(2, schedule, 2, torch.Generator(), residual_trials=-1)
+        gpu_ar.draw_ar_noise(2, schedule, 2, generator=torch.Generator(), residual_trials=-1)
 
 
 def test_draw_shapes_and_round_trip() -> None:
     case = make_case("mix", seed=1)
     _, target, schedule = case
-    noise = ref_ar.draw_ar_noise(5, schedule, 2, np.random.default_rng(0), gamma=3,
+    noise = ref_ar.draw_ar_noise(5, schedule, 2, rng=np.random.default_rng(0), gamma=3,
                                  residual_trials=7)
     S = max(len(group) for group in schedule.groups)
     assert noise.draft_normals.shape == (5, schedule.num_groups, 3, S, 2)
@@ -375,7 +375,7 @@ def test_draw_shapes_and_round_trip() -> None:
         np.testing.assert_array_equal(getattr(back, f.name), getattr(noise, f.name))
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     table = gpu_ar.GroupTable.from_schedule(schedule, DEVICE)
-    gnoise = gpu_ar.draw_ar_noise(5, table, 2, gen, gamma=3, residual_trials=64,
+    gnoise = gpu_ar.draw_ar_noise(5, table, 2, generator=gen, gamma=3, residual_trials=64,
                                   dtype=torch.float64)
     assert gnoise.device.type == DEVICE.type and gnoise.dtype == torch.float64
     assert tuple(gnoise.draft_normals.shape) == noise.draft_normals.shape
@@ -403,7 +403,7 @@ def from_noise_sampler(gamma: int, first_trials: int = 32) -> Any:
 
     def sample(case: ARCase, n: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        noise = ref_ar.draw_ar_noise(n, case.schedule, case.dim, rng, gamma=gamma,
+        noise = ref_ar.draw_ar_noise(n, case.schedule, case.dim, rng=rng, gamma=gamma,
                                      residual_trials=first_trials)
         while True:
             try:
@@ -424,7 +424,7 @@ def from_noise_sampler(gamma: int, first_trials: int = 32) -> Any:
 def test_from_noise_decoding_with_drawn_noise_is_exact() -> None:
     """One unit of the false-alarm budget (``assert_equivalent``, quick tier, n = 2000)."""
     rng = np.random.default_rng(20)
-    target = ref_ar.MixtureARModel.random(6, 2, 2, rng)
-    case = ARCase(target.perturbed(0.5, rng), target, ref_ar.mar_schedule(6, 4, rng),
+    target = ref_ar.MixtureARModel.random(6, 2, 2, rng=rng)
+    case = ARCase(target.perturbed(0.5, rng=rng), target, ref_ar.mar_schedule(6, 4, rng=rng),
                   name="ar-from-noise-L6-d2-K2-G4")
     assert_equivalent(from_noise_sampler(gamma=2), case, "from-noise", n=2000)

@@ -112,7 +112,7 @@ def test_trajectory_log_ratio_matches_scipy_trajectory_densities() -> None:
 def test_identical_chains_accept_everything() -> None:
     chain = linear_chain(3)
     for sampler in (aligned_speculative_sample, joint_speculative_sample):
-        out = sampler(chain, chain, 300, np.random.default_rng(0))
+        out = sampler(chain, chain, 300, rng=np.random.default_rng(0))
         assert out.accepted.all() and out.samples.shape == (300, D)
 
 
@@ -139,17 +139,18 @@ def test_nonlinear_chain_runs_and_validates_its_callables() -> None:
     w = np.random.default_rng(0).normal(size=(D, D)) / np.sqrt(D)
     chain = GaussianChain(lambda x, t: np.tanh(x @ w) * 0.9, lambda x, t: 0.5 + 0.1 * np.abs(x),
                           num_steps=T, dim=D)
-    out = chain.sample(50, np.random.default_rng(1))
+    out = chain.sample(50, rng=np.random.default_rng(1))
     assert out.shape == (50, D) and np.all(np.isfinite(out))
     bad = GaussianChain(lambda x, t: x, lambda x, t: -np.ones_like(x), num_steps=T, dim=D)
     with pytest.raises(ValueError, match="^scale_fn"):
-        bad.sample(3, np.random.default_rng(0))
+        bad.sample(3, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="^mean_fn"):
         GaussianChain(3, lambda x, t: x, 2, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^temperature"):
         GaussianChain(lambda x, t: x, lambda x, t: x, 2, 1, temperature=0.0)
     with pytest.raises(ValueError, match="^target_chain"):
         short = LinearGaussianChain(np.ones(2), np.zeros((2, D)), np.ones(2))
-        aligned_speculative_sample(linear_chain(1), short, 5, np.random.default_rng(0))
+        aligned_speculative_sample(linear_chain(1), short, 5, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="^residual"):
-        joint_speculative_sample(chain, chain, 5, np.random.default_rng(0), residual="reflection")
+        joint_speculative_sample(chain, chain, 5, rng=np.random.default_rng(0),
+                                 residual="reflection")

@@ -19,11 +19,11 @@ def mixture_2d() -> GaussianMixture:
 def test_shapes_and_dtypes() -> None:
     g = mixture_2d()
     assert (g.batch_shape, g.n_components, g.dim) == ((), 2, 2)
-    x = g.sample(7, np.random.default_rng(0))
+    x = g.sample(7, rng=np.random.default_rng(0))
     assert x.shape == (7, 2) and x.dtype == np.float64
     assert g.log_prob(x).shape == (7,)
     batched = DiagGaussian(np.zeros((5, 3)), np.ones((5, 3)))
-    assert batched.sample(4, np.random.default_rng(0)).shape == (4, 5, 3)
+    assert batched.sample(4, rng=np.random.default_rng(0)).shape == (4, 5, 3)
     assert batched.log_prob(np.zeros((4, 5, 3))).shape == (4, 5)
 
 
@@ -120,6 +120,6 @@ def test_cdf_and_project_validation() -> None:
     with pytest.raises(ValueError, match="^direction"):
         g.project([1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="^rng"):
-        g.sample(3, 0)  # type: ignore[arg-type]
+        g.sample(3, rng=0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="^n"):
-        g.sample(-1, np.random.default_rng(0))
+        g.sample(-1, rng=np.random.default_rng(0))

@@ -53,8 +53,8 @@ def ref_pair(seed: int = 11, L: int = 6, d: int = 2, K: int = 2, steps: int = 4,
              size: float = 0.4, coupling: float = 1.5) -> tuple[Any, Any, Any]:
     """(draft, target, schedule) as ``cspd_ref.mutants.catalog.ar_case`` builds them."""
     rng = np.random.default_rng(seed)
-    target = ref_ar.MixtureARModel.random(L, d, K, rng, coupling=coupling)
-    return target.perturbed(size, rng), target, ref_ar.mar_schedule(L, steps, rng)
+    target = ref_ar.MixtureARModel.random(L, d, K, rng=rng, coupling=coupling)
+    return target.perturbed(size, rng=rng), target, ref_ar.mar_schedule(L, steps, rng=rng)
 
 
 def torch_model(ref: Any, dtype: torch.dtype = torch.float64) -> MixtureARModel:
@@ -65,7 +65,7 @@ def torch_model(ref: Any, dtype: torch.dtype = torch.float64) -> MixtureARModel:
 def test_conditionals_match_reference_in_float64() -> None:
     rng = np.random.default_rng(5)
     L, d, K, B = 9, 3, 3, 16
-    ref = ref_ar.MixtureARModel.random(L, d, K, rng, coupling=1.2)
+    ref = ref_ar.MixtureARModel.random(L, d, K, rng=rng, coupling=1.2)
     model = torch_model(ref)
     tokens = rng.normal(0.0, 1.5, (B, L, d))
     known = rng.random((B, L)) < 0.5
@@ -111,11 +111,11 @@ def test_group_table_pads_with_masked_slots() -> None:
 def test_identical_models_accept_all_and_match_reference_counts(
         L: int, steps: int, gamma: int, prefill: float, bonus: bool) -> None:
     _, target, schedule = ref_pair(seed=L + steps, L=L, steps=steps)
-    ref = ref_ar.ar_speculative_decode(target, target, schedule, 2, np.random.default_rng(0),
+    ref = ref_ar.ar_speculative_decode(target, target, schedule, 2, rng=np.random.default_rng(0),
                                        gamma=gamma, prefill=prefill, bonus_group=bonus)
     model = torch_model(target, torch.float32)
     n = 64
-    out = ar_speculative_decode(model, model, schedule, n, gen(SEED), gamma=gamma,
+    out = ar_speculative_decode(model, model, schedule, n, generator=gen(SEED), gamma=gamma,
                                 prefill=prefill, bonus_group=bonus)
     assert tuple(out.sequences.shape) == (n, L, 2) and out.num_groups == steps
     for name in ("target_passes", "prefill_passes", "drafted_groups", "accepted_groups",
@@ -133,8 +133,8 @@ def test_identical_models_accept_all_and_match_reference_counts(
                                                 (1.0, 6)])
 def test_prefill_passes_are_ceil_of_prefill_times_groups(prefill: float, steps: int) -> None:
     draft, target, schedule = ref_pair(seed=3, L=12, steps=steps)
-    out = ar_speculative_decode(torch_model(draft), torch_model(target), schedule, 50, gen(SEED),
-                                gamma=2, prefill=prefill)
+    out = ar_speculative_decode(torch_model(draft), torch_model(target), schedule, 50,
+                                generator=gen(SEED), gamma=2, prefill=prefill)
     expected = math.ceil(round(prefill * steps, 9))
     assert out.prefill_passes.cpu().tolist() == [expected] * 50
     assert bool((out.target_passes >= out.prefill_passes).all())
@@ -174,8 +174,8 @@ def test_unequal_groups_every_position_written_exactly_once(
         dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(2)
     L = 14
-    target = ref_ar.MixtureARModel.random(L, 2, 2, rng, coupling=1.0)
-    draft = target.perturbed(0.5, rng)
+    target = ref_ar.MixtureARModel.random(L, 2, 2, rng=rng, coupling=1.0)
+    draft = target.perturbed(0.5, rng=rng)
     order = [int(p) for p in rng.permutation(L)]
     sizes = [1, 5, 1, 5, 1, 1]
     groups, start = [], 0
@@ -198,7 +198,7 @@ def test_unequal_groups_every_position_written_exactly_once(
     n = 300
     q = SpyModel(MixtureARModel.from_reference(draft, DEVICE, dtype))
     p = SpyModel(MixtureARModel.from_reference(target, DEVICE, dtype))
-    out = ar_speculative_decode(q, p, schedule, n, gen(SEED), gamma=3, prefill=0.2)
+    out = ar_speculative_decode(q, p, schedule, n, generator=gen(SEED), gamma=3, prefill=0.2)
     assert out.sequences.dtype == dtype
     assert bool(torch.isfinite(out.sequences).all())
     assert len(writes) == n * L and set(writes.values()) == {1}
@@ -217,11 +217,11 @@ def test_same_seed_same_output_and_global_rng_untouched() -> None:
     draft, target, schedule = ref_pair()
     q, p = torch_model(draft, torch.float32), torch_model(target, torch.float32)
     state = torch.random.get_rng_state()
-    a = ar_speculative_decode(q, p, schedule, 100, gen(7))
-    b = ar_speculative_decode(q, p, schedule, 100, gen(7))
+    a = ar_speculative_decode(q, p, schedule, 100, generator=gen(7))
+    b = ar_speculative_decode(q, p, schedule, 100, generator=gen(7))
     assert torch.equal(a.sequences, b.sequences) and torch.equal(a.target_passes, b.target_passes)
     assert torch.equal(state, torch.random.get_rng_state())
-    empty = ar_speculative_decode(q, p, schedule, 0, gen(7))
+    empty = ar_speculative_decode(q, p, schedule, 0, generator=gen(7))
     assert tuple(empty.sequences.shape) == (0, 6, 2)
 
 
@@ -236,7 +236,7 @@ def equal_scale_case() -> ARCase:
     draft = ref_ar.MixtureARModel(target.logits, target.base_means + rng.normal(0, 0.5, (L, 1, d)),
                                   target.base_scales,
                                   target.context_weights + 0.2 * rng.normal(size=(L, L)), [0.8])
-    return ARCase(draft, target, ref_ar.mar_schedule(L, 3, rng), name="ar-equal-scales")
+    return ARCase(draft, target, ref_ar.mar_schedule(L, 3, rng=rng), name="ar-equal-scales")
 
 
 DISTRIBUTION_CASES = [
@@ -271,7 +271,7 @@ def test_target_passes_follow_their_exact_law_at_constant_acceptance() -> None:
     schedule = ref_ar.GroupSchedule(tuple((i,) for i in range(L)))
     record_exact_call()
     seed = statistical_seed("gpu-ar-passes")
-    out = ar_speculative_decode(model(shift), model(0.0), schedule, n, gen(seed % 2**62),
+    out = ar_speculative_decode(model(shift), model(0.0), schedule, n, generator=gen(seed % 2**62),
                                 gamma=gamma)
     a = 1.0 - float(special.erf(shift / (2.0 * math.sqrt(2.0))))
     passes = out.target_passes.cpu().numpy()
@@ -288,7 +288,7 @@ def test_decode_validation() -> None:
         args = dict(draft=q, target=p, schedule=schedule, n=4, generator=gen())
         args.update(kw)
         ar_speculative_decode(args.pop("draft"), args.pop("target"), args.pop("schedule"),
-                              args.pop("n"), args.pop("generator"), **args)
+                              args.pop("n"), generator=args.pop("generator"), **args)
 
     cases: list[tuple[dict[str, Any], str]] = [
         (dict(gamma=0), "gamma"), (dict(gamma=1.5), "gamma"),
@@ -301,9 +301,9 @@ def test_decode_validation() -> None:
                                               "generator"),
         (dict(draft=draft), "draft"), (dict(target="model"), "target"),
         (dict(schedule=((0, 1),)), "schedule"),
-        (dict(schedule=ref_ar.mar_schedule(5, 2, np.random.default_rng(0))), "schedule"),
+        (dict(schedule=ref_ar.mar_schedule(5, 2, rng=np.random.default_rng(0))), "schedule"),
         (dict(target=torch_model(ref_ar.MixtureARModel.random(
-            6, 3, 2, np.random.default_rng(0)))), "target"),
+            6, 3, 2, rng=np.random.default_rng(0)))), "target"),
         (dict(target=torch_model(target, torch.float32)), "target"),
         (dict(residual="reflection"), "residual"),   # K = 2: reflection does not apply
     ]
@@ -333,7 +333,7 @@ def test_residual_budget_raises_instead_of_substituting() -> None:
 
     schedule = ref_ar.GroupSchedule(((0, 1), (2, 3)))
     with pytest.raises(ResidualBudgetExceeded):
-        ar_speculative_decode(model(3.0, 1.0), model(0.0, 0.3), schedule, 500, gen(),
+        ar_speculative_decode(model(3.0, 1.0), model(0.0, 0.3), schedule, 500, generator=gen(),
                               max_trials=1)
 
 

@@ -79,12 +79,12 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 
 
 # --------------------------------------------------------------------- noise and conversion
-def f32_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def f32_normals(shape: tuple[int, ...], *, rng: np.random.Generator) -> np.ndarray:
     """Standard normals rounded to float32-representable float64 values."""
     return rng.standard_normal(shape).astype(np.float32).astype(np.float64)
 
 
-def f32_uniforms(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def f32_uniforms(shape: tuple[int, ...], *, rng: np.random.Generator) -> np.ndarray:
     """U[0, 1) rounded to float32-representable values, kept below 1."""
     u = rng.random(shape).astype(np.float32).astype(np.float64)
     return np.minimum(u, ONE_BELOW_F32)
@@ -117,9 +117,10 @@ class TokenNoise:
 
 
 def token_noise(rng: np.random.Generator, n: int, d: int, m: int) -> TokenNoise:
-    return TokenNoise(f32_uniforms(rng, (n,)), f32_normals(rng, (n, d)), f32_uniforms(rng, (n,)),
-                      f32_uniforms(rng, (n, m)), f32_normals(rng, (n, m, d)),
-                      f32_uniforms(rng, (n, m)))
+    return TokenNoise(f32_uniforms((n,), rng=rng), f32_normals((n, d), rng=rng),
+                      f32_uniforms((n,), rng=rng),
+                      f32_uniforms((n, m), rng=rng), f32_normals((n, m, d), rng=rng),
+                      f32_uniforms((n, m), rng=rng))
 
 
 def random_mixture(rng: np.random.Generator, k: int, d: int, *, spread: float = 2.0,
@@ -473,7 +474,8 @@ def test_extreme_valid_inputs_are_finite(dtype: torch.dtype) -> None:
         noise_u = torch.rand(n, generator=g, device=DEVICE, dtype=dtype)
         noise_z = torch.randn(n, same.dim, generator=g, device=DEVICE, dtype=dtype)
         noise_a = torch.rand(n, generator=g, device=DEVICE, dtype=dtype)
-        stream = gpu_impl.ResidualNoiseGenerator(g, same.dim, device=DEVICE, dtype=dtype)
+        stream = gpu_impl.ResidualNoiseGenerator(same.dim, generator=g, device=DEVICE,
+                                                 dtype=dtype)
         out = gpu_impl.speculative_sample_from_noise(twin, same, noise_u, noise_z, noise_a, stream)
         assert bool(out.accepted.all()) and int(out.trials.sum()) == 0
         assert torch.equal(out.samples, same.sample_from_noise(noise_u, noise_z))
@@ -685,12 +687,12 @@ def test_aligned_diffusion_matches_reference(kind: str, equal_scales: bool,
     rng = np.random.default_rng([SEED, 21, int(equal_scales), len(kind)])
     T, d, n, m = 8, 4, 1000, 48
     c = make_chains(kind, rng, T, d, dtype, equal_scales=equal_scales)
-    x_T = f32_normals(rng, (n, d))
-    shared = f32_normals(rng, (T - 1, n, d))
-    eps1 = f32_normals(rng, (n, d))
-    u_acc = f32_uniforms(rng, (n,))
-    noise = TokenNoise(np.zeros(n), eps1, u_acc, f32_uniforms(rng, (n, m)),
-                       f32_normals(rng, (n, m, d)), f32_uniforms(rng, (n, m)))
+    x_T = f32_normals((n, d), rng=rng)
+    shared = f32_normals((T - 1, n, d), rng=rng)
+    eps1 = f32_normals((n, d), rng=rng)
+    u_acc = f32_uniforms((n,), rng=rng)
+    noise = TokenNoise(np.zeros(n), eps1, u_acc, f32_uniforms((n, m), rng=rng),
+                       f32_normals((n, m, d), rng=rng), f32_uniforms((n, m), rng=rng))
     ref = ref_diffusion_sampling.aligned_speculative_sample_from_noise(
         c.ref_q, c.ref_p, x_T, shared, eps1, u_acc, noise.ref_stream())
     got = gpu_impl.aligned_speculative_sample_from_noise(
@@ -738,11 +740,11 @@ def test_joint_diffusion_matches_reference(kind: str, dtype: torch.dtype) -> Non
     rng = np.random.default_rng([SEED, 22, len(kind)])
     T, d, n, m = 5, 3, 600, 32
     c = make_chains(kind, rng, T, d, dtype, equal_scales=False)
-    x_T = f32_normals(rng, (n, d))
-    eps = f32_normals(rng, (T, n, d))
-    u_acc = f32_uniforms(rng, (n,))
-    r_u, r_z, r_acc = (f32_uniforms(rng, (n, m)), f32_normals(rng, (n, m, (T + 1) * d)),
-                       f32_uniforms(rng, (n, m)))
+    x_T = f32_normals((n, d), rng=rng)
+    eps = f32_normals((T, n, d), rng=rng)
+    u_acc = f32_uniforms((n,), rng=rng)
+    r_u, r_z, r_acc = (f32_uniforms((n, m), rng=rng), f32_normals((n, m, (T + 1) * d), rng=rng),
+                       f32_uniforms((n, m), rng=rng))
     ref = ref_diffusion_sampling.joint_speculative_sample_from_noise(
         c.ref_q, c.ref_p, x_T, eps, u_acc, ref_speculative.ResidualNoiseArrays(r_u, r_z, r_acc))
     got = gpu_impl.joint_speculative_sample_from_noise(
@@ -805,7 +807,7 @@ def test_chain_sampling_matches_reference(dtype: torch.dtype) -> None:
     rng = np.random.default_rng([SEED, 23])
     T, d, n = 6, 5, 200
     c = make_chains("tanh-mlp", rng, T, d, dtype, equal_scales=False)
-    x_T, eps = f32_normals(rng, (n, d)), f32_normals(rng, (T, n, d))
+    x_T, eps = f32_normals((n, d), rng=rng), f32_normals((T, n, d), rng=rng)
     u = unit_roundoff(dtype)
     ref_states = c.ref_p.trajectory_from_noise(x_T, eps)
     tb = trajectory_bounds(c.fns_p, ref_states, eps, u, T, c.ref_p.mean_fn, c.ref_p.scale_fn)

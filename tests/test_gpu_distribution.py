@@ -224,12 +224,12 @@ def test_diffusion_samplers_follow_linear_chain_marginal() -> None:
     g = torch.Generator(device=DEVICE).manual_seed(seed_for("diffusion", "samples"))
     runs: list[tuple[str, Callable[[], torch.Tensor]]] = [
         ("aligned equal-scale",
-         lambda: gpu_impl.aligned_speculative_sample(draft_eq, target, N, g).samples),
+         lambda: gpu_impl.aligned_speculative_sample(draft_eq, target, N, generator=g).samples),
         ("aligned unequal-scale",
-         lambda: gpu_impl.aligned_speculative_sample(draft_neq, target, N, g).samples),
+         lambda: gpu_impl.aligned_speculative_sample(draft_neq, target, N, generator=g).samples),
         ("joint", lambda: gpu_impl.joint_speculative_sample(draft_neq, target, N // 4,
-                                                            g).samples),
-        ("target.sample", lambda: target.sample(N, g)),
+                                                            generator=g).samples),
+        ("target.sample", lambda: target.sample(N, generator=g)),
     ]
     pvalues: list[tuple[str, float]] = []
     for name, run in runs:
@@ -247,7 +247,7 @@ def test_mixture_sample_matches_reference_law() -> None:
     case = mixture_case(11, 4, 5, 6)
     mix = gpu_impl.from_reference(case.target, DEVICE)
     g = torch.Generator(device=DEVICE).manual_seed(seed_for("mixture-sample", "samples"))
-    x = mix.sample((N,), g)
+    x = mix.sample((N,), generator=g)
     assert_bonferroni([(f"KS {case.name}", pv) for pv in
                        ks_pvalues(x.cpu().double().numpy(), case.target, projections(6, rng))])
 
@@ -263,7 +263,7 @@ def test_known_bad_sampler_is_flagged() -> None:
     p = gpu_impl.from_reference(case.target, DEVICE)
     g = torch.Generator(device=DEVICE).manual_seed(seed_for("known-bad", "samples"))
     good = gpu_impl.speculative_sample(q, p, N, g)
-    bad = torch.where(good.accepted[:, None], good.samples, q.sample((N,), g))
+    bad = torch.where(good.accepted[:, None], good.samples, q.sample((N,), generator=g))
     pvalues = ks_pvalues(bad.cpu().double().numpy(), case.target, projections(2, rng))
     assert min(pvalues) <= CALL_ALPHA / len(pvalues)
 

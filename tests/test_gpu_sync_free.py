@@ -43,7 +43,7 @@ class TimeMLP(torch.nn.Module):
         self.num_steps = num_steps
         self.net = torch.nn.Sequential(torch.nn.Linear(dim + 1, hidden), torch.nn.Tanh(),
                                        torch.nn.Linear(hidden, dim))
-        init_linear_layers_(self.net, torch.Generator().manual_seed(seed))
+        init_linear_layers_(self.net, generator=torch.Generator().manual_seed(seed))
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         time = torch.full_like(x[:, :1], t / self.num_steps)

@@ -167,7 +167,8 @@ BAD_CALLS: list[tuple[str, str, Callable[[], Any]]] = [
         ten(np.zeros((2, 3))), ten(np.zeros((2, 3, 1))), ten(np.zeros((2, 4))))),
     ("noise-stream-dim", "residual_noise", lambda: spec(G1.expand(()), P,
                                                         noise=stream(d=3))),
-    ("noise-generator-dim", "dim", lambda: gpu_impl.ResidualNoiseGenerator(gen(), 0, device=DEV)),
+    ("noise-generator-dim", "dim",
+     lambda: gpu_impl.ResidualNoiseGenerator(0, generator=gen(), device=DEV)),
     # ---- diffusion
     ("chain-mean-fn", "mean_fn", lambda: gpu_impl.GaussianChain(3, ones, 2, 2)),
     ("chain-scale-fn", "scale_fn", lambda: gpu_impl.GaussianChain(ones, None, 2, 2)),
@@ -188,19 +189,20 @@ BAD_CALLS: list[tuple[str, str, Callable[[], Any]]] = [
     ("chain-scale-zero", "scale_fn", lambda: gpu_impl.GaussianChain(ones, zero_scale, 3, 2)
      .sample_from_noise(X_T, EPS)),
     ("aligned-type", "draft_chain", lambda: gpu_impl.aligned_speculative_sample(
-        "chain", CHAIN, 4, gen())),
+        "chain", CHAIN, 4, generator=gen())),
     ("aligned-steps", "target_chain", lambda: gpu_impl.aligned_speculative_sample(
-        CHAIN, linear_chain(T_steps=4), 4, gen())),
+        CHAIN, linear_chain(T_steps=4), 4, generator=gen())),
     ("aligned-dim", "target_chain", lambda: gpu_impl.aligned_speculative_sample(
-        CHAIN, linear_chain(d=3), 4, gen())),
+        CHAIN, linear_chain(d=3), 4, generator=gen())),
     ("aligned-shared-eps", "shared_eps", lambda: gpu_impl.aligned_speculative_sample_from_noise(
         CHAIN, CHAIN, X_T, EPS, Z, U, stream())),
     ("aligned-scale-fn", "target_chain.scale_fn",
      lambda: gpu_impl.aligned_speculative_sample_from_noise(
          CHAIN, gpu_impl.GaussianChain(ones, zero_scale, 3, 2), X_T, EPS[:2], Z, U, stream())),
-    ("aligned-n", "n", lambda: gpu_impl.aligned_speculative_sample(CHAIN, CHAIN, -2, gen())),
+    ("aligned-n", "n",
+     lambda: gpu_impl.aligned_speculative_sample(CHAIN, CHAIN, -2, generator=gen())),
     ("joint-residual", "residual", lambda: gpu_impl.joint_speculative_sample(
-        CHAIN, CHAIN, 4, gen(), residual="reflection")),
+        CHAIN, CHAIN, 4, generator=gen(), residual="reflection")),
     ("joint-eps", "draft_eps", lambda: gpu_impl.joint_speculative_sample_from_noise(
         CHAIN, CHAIN, X_T, EPS[:1], U, stream())),
     ("joint-accept", "accept_uniforms", lambda: gpu_impl.joint_speculative_sample_from_noise(

@@ -112,11 +112,11 @@ def test_failing_verdict_marks_rejected_checks(tmp_path: Path) -> None:
 
 def test_ar_and_diffusion_cases_get_their_figures(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
-    target = MixtureARModel.random(4, 2, 2, rng)
-    ar_case = ARCase(draft=target.perturbed(0.3, rng), target=target,
-                     schedule=mar_schedule(4, 3, rng), name="ar-small")
+    target = MixtureARModel.random(4, 2, 2, rng=rng)
+    ar_case = ARCase(draft=target.perturbed(0.3, rng=rng), target=target,
+                     schedule=mar_schedule(4, 3, rng=rng), name="ar-small")
     ar_verdict = verify(lambda c, n, s: ar_sample(c.target, c.schedule, n,
-                                                  np.random.default_rng(s)),
+                                                  rng=np.random.default_rng(s)),
                         ar_case, n=150, keep_output=True)
 
     def chain(seed: int) -> LinearGaussianChain:
@@ -130,7 +130,7 @@ def test_ar_and_diffusion_cases_get_their_figures(tmp_path: Path) -> None:
 
     def aligned(c: DiffusionCase, n: int, s: int) -> np.ndarray:
         return aligned_speculative_sample(c.draft_chain, c.target_chain, n,
-                                          np.random.default_rng(s)).samples
+                                          rng=np.random.default_rng(s)).samples
 
     lin_verdict = verify(aligned, linear, n=600, keep_output=True)
     non_verdict = verify(aligned, nonlinear, n=300, keep_output=True)

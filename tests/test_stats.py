@@ -170,7 +170,7 @@ def test_ks_projections_calibration() -> None:
 
     def pvalue(rng: np.random.Generator) -> float:
         directions = random_unit_directions(2, 1, rng=rng)
-        return ks_projections(target.sample(500, rng), target, directions)[0].pvalue
+        return ks_projections(target.sample(500, rng=rng), target, directions)[0].pvalue
 
     assert_calibrated(false_alarms(pvalue, 4))
 
@@ -178,7 +178,8 @@ def test_ks_projections_calibration() -> None:
 def test_ks_projections_result_fields() -> None:
     target = mixture_2d()
     rng = rng_for(5, 0)
-    results = ks_projections(target.sample(300, rng), target, random_unit_directions(2, 3, rng=rng))
+    results = ks_projections(target.sample(300, rng=rng), target,
+                             random_unit_directions(2, 3, rng=rng))
     assert [r.name for r in results] == ["ks_projection[0]", "ks_projection[1]",
                                          "ks_projection[2]"]
     assert all(r.n == 300 and r.direction is not None and len(r.direction) == 2 for r in results)
@@ -205,7 +206,7 @@ def test_ks_two_sample_calibration() -> None:
 
     def pvalue(rng: np.random.Generator) -> float:
         directions = random_unit_directions(2, 1, rng=rng)
-        x, y = target.sample(300, rng), target.sample(200, rng)
+        x, y = target.sample(300, rng=rng), target.sample(200, rng=rng)
         return ks_two_sample_projections(x, y, directions)[0].pvalue
 
     assert_calibrated(false_alarms(pvalue, 8))

@@ -142,7 +142,7 @@ def test_settle_noise_redraws_rows_near_a_decision_boundary(
     monkeypatch.setattr(kind_module, "DECISION_MARGIN", 0.02)
     noise, outputs = settle_noise(kind, case)
     assert kind.row_margins(case.params, noise, outputs).min() > 0.02
-    first = kind.draw_noise(case, np.random.default_rng(case.seed), case.sizes["n"])
+    first = kind.draw_noise(case, case.sizes["n"], rng=np.random.default_rng(case.seed))
     assert not np.array_equal(first["accept_uniforms"], noise["accept_uniforms"])
 
 

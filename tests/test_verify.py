@@ -31,8 +31,8 @@ GATE_LEVEL = 5e-7
 
 
 def nonlinear_case() -> DiffusionCase:
-    target = tanh_mlp_chain(np.random.default_rng(5), 3, 2, 16)
-    draft = tanh_mlp_chain(np.random.default_rng(5), 3, 2, 16, perturbation=0.3)
+    target = tanh_mlp_chain(3, 2, 16, rng=np.random.default_rng(5))
+    draft = tanh_mlp_chain(3, 2, 16, rng=np.random.default_rng(5), perturbation=0.3)
     return DiffusionCase(draft, target, name="mlp-chain-T3-d2")
 
 

@@ -119,7 +119,7 @@ def projection_checks(x: np.ndarray, draft: GaussianMixture | None, target: Gaus
         >>> import numpy as np
         >>> from cspd_ref.cases import demo_case
         >>> case = demo_case()
-        >>> x = case.target.sample(2000, np.random.default_rng(0))
+        >>> x = case.target.sample(2000, rng=np.random.default_rng(0))
         >>> checks = projection_checks(x, case.draft, case.target, rng=np.random.default_rng(1),
         ...                            n_projections=2, tolerance=None)
         >>> [c.name for c in checks][:3], checks[-1].name
@@ -152,14 +152,14 @@ def log_density_checks(x: np.ndarray, draft: GaussianMixture | None, target: Gau
         >>> from cspd_ref.cases import demo_case
         >>> from cspd_ref.stats.precision import float_format
         >>> case = demo_case()
-        >>> x = case.target.sample(2000, np.random.default_rng(0))
+        >>> x = case.target.sample(2000, rng=np.random.default_rng(0))
         >>> [c.name for c in log_density_checks(x, case.draft, case.target,
         ...                                     float_format("float64"),
         ...                                     rng=np.random.default_rng(1))]
         ['ks2_log_target', 'ks2_log_ratio']
     """
     n = x.shape[0]
-    reference = fmt.round(target.sample(n, rng))
+    reference = fmt.round(target.sample(n, rng=rng))
     log_p_x, log_p_ref = target.log_prob(x), target.log_prob(reference)
     checks = [ks_two_sample(log_p_x, log_p_ref, name="ks2_log_target",
                             compared="log p(x) of the samples vs of an exact target sample "
@@ -184,7 +184,7 @@ def rosenblatt_rounding_ok(x: np.ndarray, target: GaussianMixture, fmt: FloatFor
         >>> from cspd_ref.cases import demo_case
         >>> from cspd_ref.stats.precision import float_format
         >>> target = demo_case().target
-        >>> x = target.sample(1000, np.random.default_rng(0))
+        >>> x = target.sample(1000, rng=np.random.default_rng(0))
         >>> [rosenblatt_rounding_ok(x, target, float_format(name))
         ...  for name in ("float64", "float32", "bfloat16")]
         [True, True, False]
@@ -206,7 +206,7 @@ def rosenblatt_checks(x: np.ndarray, target: GaussianMixture) -> list[CheckResul
         >>> import numpy as np
         >>> from cspd_ref.cases import demo_case
         >>> target = demo_case().target
-        >>> x = target.sample(1000, np.random.default_rng(0))
+        >>> x = target.sample(1000, rng=np.random.default_rng(0))
         >>> [c.name for c in rosenblatt_checks(x, target)]
         ['pit_uniformity', 'pit_independence[0]']
     """
@@ -227,7 +227,7 @@ def mixture_checks(out: SamplerOutput, draft: GaussianMixture | None, target: Ga
         >>> import numpy as np
         >>> from cspd_ref.cases import mixture_1d_case
         >>> case = mixture_1d_case()
-        >>> out = SamplerOutput(case.target.sample(2000, np.random.default_rng(0)))
+        >>> out = SamplerOutput(case.target.sample(2000, rng=np.random.default_rng(0)))
         >>> checks, skipped = mixture_checks(out, case.draft, case.target,
         ...                                  rng=np.random.default_rng(1), n_projections=4)
         >>> [c.name for c in checks], skipped
@@ -318,7 +318,7 @@ def sequence_checks(samples: np.ndarray, case: ARCase, resolution: str) -> list[
         >>> from cspd_ref.ar import ar_sample
         >>> from cspd_ref.builtin_cases import ar_mixture_case
         >>> case = ar_mixture_case()
-        >>> x = ar_sample(case.target, case.schedule, 500, np.random.default_rng(0))
+        >>> x = ar_sample(case.target, case.schedule, 500, rng=np.random.default_rng(0))
         >>> names = [c.name for c in sequence_checks(x, case, "float64")]
         >>> names[:2], names[-2:]
         (['pit_uniformity', 'ks_rosenblatt[0]'], ['pit_independence[1]', 'atoms'])
@@ -348,14 +348,14 @@ def two_sample_checks(out: SamplerOutput, case: DiffusionCase, *, rng: np.random
         >>> import numpy as np
         >>> from cspd_ref.builtin_cases import mlp_chain_case
         >>> case = mlp_chain_case()
-        >>> out = SamplerOutput(case.reference_samples(1000, np.random.default_rng(0)))
+        >>> out = SamplerOutput(case.reference_samples(1000, rng=np.random.default_rng(0)))
         >>> [c.name for c in two_sample_checks(out, case, rng=np.random.default_rng(1),
         ...                                    n_projections=1)]
         ['ks2_axis[0]', 'ks2_axis[1]', 'ks2_random[0]', 'mmd_betting', 'atoms']
     """
     fmt = float_format(out.resolution)
     x = out.samples.astype(np.float64)
-    y = fmt.round(case.reference_samples(x.shape[0], rng))
+    y = fmt.round(case.reference_samples(x.shape[0], rng=rng))
     d = x.shape[1]
     vectors = [np.eye(d)[j] for j in range(d)]
     labels = [f"axis[{j}]" for j in range(d)]

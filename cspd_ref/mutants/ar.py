@@ -24,7 +24,7 @@ def broken_ar_decode(case: ARCase, n: int, seed: int, *, gamma: int = 3,
     rng = np.random.default_rng(seed)
     sched, draft, target = case.schedule, case.draft, case.target
     L, d, G = sched.seq_len, target.dim, sched.num_groups
-    noise = ResidualNoiseGenerator(rng, d)
+    noise = ResidualNoiseGenerator(d, rng=rng)
     out = np.zeros((n, L, d))
     for i in range(n):
         tokens, known, g = out[i], np.zeros(L, dtype=bool), 0
@@ -34,7 +34,7 @@ def broken_ar_decode(case: ARCase, n: int, seed: int, *, gamma: int = 3,
             for j in range(k):
                 pos = sched.positions(g + j)
                 law = draft.conditionals(dtok, dknown, pos)
-                dtok[pos] = law.sample(1, rng)[0]
+                dtok[pos] = law.sample(1, rng=rng)[0]
                 dknown[pos] = True
                 laws.append(law)
             scored = known.copy()
@@ -62,7 +62,7 @@ def broken_ar_decode(case: ARCase, n: int, seed: int, *, gamma: int = 3,
                 pos = sched.positions(g)
                 source = (draft.conditionals(tokens, known, pos) if bonus_from_draft
                           else targets[k])
-                tokens[pos] = source.sample(1, rng)[0]
+                tokens[pos] = source.sample(1, rng=rng)[0]
                 known[pos] = True
                 g += 1
     return out

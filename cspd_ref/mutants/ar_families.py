@@ -95,7 +95,7 @@ def run_ar_extra_groups(case: ARCase, n: int, seed: int, extra: int, gamma: int 
                 pos = sched.positions(g0 + j)
                 res = verify_draft_from_noise(
                     _flat(draft_laws[j]), _flat(target_laws[j]), dtok[:, pos].reshape(-1, d),
-                    rng.random(m * pos.size), ResidualNoiseGenerator(rng, d), method="batched")
+                    rng.random(m * pos.size), ResidualNoiseGenerator(d, rng=rng), method="batched")
                 verified.append(res.samples.reshape(m, pos.size, d))
                 rejected[:, j] = ~res.accepted.reshape(m, pos.size).all(axis=1)
             any_rejected = rejected.any(axis=1)

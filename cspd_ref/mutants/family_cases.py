@@ -134,7 +134,7 @@ def _perturbed_draft(target: GaussianMixture, size: float, directions: FloatArra
                            target.scales * np.exp(size * log_scale), validate_args=False)
 
 
-def _mc_tv(p: GaussianMixture, q: GaussianMixture, noise: tuple[FloatArray, ...]) -> float:
+def _mc_tv(q: GaussianMixture, p: GaussianMixture, noise: tuple[FloatArray, ...]) -> float:
     """``TV = E_m |tanh((log p - log q)/2)|``, m = (p + q)/2, on fixed noise (common random
     numbers, so the estimate is a smooth-ish function of the draft's parameters)."""
     u1, z1, u2, z2 = noise
@@ -169,7 +169,7 @@ def mixture_case(d: int, K: int, tv_hint: float, seed: int = 0) -> Case:
              rng.standard_normal((half, d)))
 
     def tv_of(size: float) -> float:
-        return _mc_tv(target, _perturbed_draft(target, size, directions, log_scale, logits), noise)
+        return _mc_tv(_perturbed_draft(target, size, directions, log_scale, logits), target, noise)
 
     lo, hi = 0.0, 0.05
     while tv_of(hi) < tv_hint:
@@ -189,6 +189,7 @@ def ar_case(seq_len: int = 6, dim: int = 2, groups: int = 4, perturbation: float
     """A ``MixtureARModel`` target (K = 2, coupling 1.5), a draft perturbed by ``perturbation``,
     a MAR schedule; the defaults reproduce ``mutants.ar_case``."""
     rng = np.random.default_rng(seed)
-    target = MixtureARModel.random(seq_len, dim, 2, rng, coupling=1.5)
-    return ARCase(target.perturbed(perturbation, rng), target, mar_schedule(seq_len, groups, rng),
+    target = MixtureARModel.random(seq_len, dim, 2, rng=rng, coupling=1.5)
+    return ARCase(target.perturbed(perturbation, rng=rng), target,
+                  mar_schedule(seq_len, groups, rng=rng),
                   name=f"ar-L{seq_len}-d{dim}-G{groups}-pert{perturbation:g}")

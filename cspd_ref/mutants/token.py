@@ -24,8 +24,8 @@ FloatArray = np.ndarray
 
 
 # --------------------------------------------------------------------------- shared pieces
-def draw_draft(case: Case, n: int, rng: np.random.Generator) -> tuple[FloatArray, FloatArray,
-                                                                       FloatArray, FloatArray]:
+def draw_draft(case: Case, n: int, *, rng: np.random.Generator
+               ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """The reference's first draws: component uniforms, normals, drafts, accept uniforms."""
     u_c = rng.random(n)
     z = rng.standard_normal((n, case.dim))
@@ -39,16 +39,16 @@ def draft_and_correct_test(case: Case, n: int, seed: int,
     """The reference's draft and (correct) acceptance test: ``(rng, u_c, z, x, accepted)``,
     for the mutants whose mistake comes later."""
     rng = np.random.default_rng(seed)
-    u_c, z, x, u = draw_draft(case, n, rng)
+    u_c, z, x, u = draw_draft(case, n, rng=rng)
     accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x), u)
     return rng, u_c, z, x, accepted
 
 
-def correct_residual(case: Case, rows: np.ndarray, rng: np.random.Generator,
+def correct_residual(case: Case, rows: np.ndarray, *, rng: np.random.Generator,
                      ) -> tuple[FloatArray, np.ndarray]:
     """The correct batched residual for ``rows`` (used by mutants wrong elsewhere)."""
     return residual_sample_batched(case.draft, case.target, rows.size,
-                                   ResidualNoiseGenerator(rng, case.dim))
+                                   ResidualNoiseGenerator(case.dim, rng=rng))
 
 
 def finish(x: FloatArray, accepted: np.ndarray, residual_values: FloatArray,
@@ -62,14 +62,14 @@ def finish(x: FloatArray, accepted: np.ndarray, residual_values: FloatArray,
     return SpeculativeResult(samples=samples, accepted=accepted, trials=full_trials)
 
 
-def capped_residual(case: Case, rows: np.ndarray, rng: np.random.Generator, cap: int,
-                    fallback: FloatArray) -> tuple[FloatArray, np.ndarray]:
+def capped_residual(case: Case, rows: np.ndarray, cap: int, fallback: FloatArray, *,
+                    rng: np.random.Generator) -> tuple[FloatArray, np.ndarray]:
     """Residual loop that gives up after ``cap`` proposals and returns ``fallback`` rows."""
     values = fallback.copy()
     trials = np.full(rows.size, cap, dtype=np.int64)
     pending = np.ones(rows.size, dtype=bool)
     for j in range(cap):
-        y = case.target.sample(rows.size, rng)
+        y = case.target.sample(rows.size, rng=rng)
         u = rng.random(rows.size)
         ok = pending & (u < residual_acceptance_probability(case.draft.log_prob(y),
                                                             case.target.log_prob(y)))
@@ -83,19 +83,19 @@ def capped_residual(case: Case, rows: np.ndarray, rng: np.random.Generator, cap:
 def inner_temperature(case: Case, n: int, seed: int, temperature: float = 2.0) -> Any:
     """Accept iff ``log u < (log p - log q) / T_in`` with ``T_in = 2``."""
     rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
+    _, _, x, u = draw_draft(case, n, rng=rng)
     accepted = accept_from_uniforms(log_acceptance_ratio(case.draft, case.target, x) / temperature,
                                     u)
-    values, trials = correct_residual(case, np.flatnonzero(~accepted), rng)
+    values, trials = correct_residual(case, np.flatnonzero(~accepted), rng=rng)
     return finish(x, accepted, values, trials)
 
 
 def ratio_direction_flipped(case: Case, n: int, seed: int) -> Any:
     """Accept iff ``log u < log q(x) - log p(x)`` (ratio upside down)."""
     rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
+    _, _, x, u = draw_draft(case, n, rng=rng)
     accepted = accept_from_uniforms(-log_acceptance_ratio(case.draft, case.target, x), u)
-    values, trials = correct_residual(case, np.flatnonzero(~accepted), rng)
+    values, trials = correct_residual(case, np.flatnonzero(~accepted), rng=rng)
     return finish(x, accepted, values, trials)
 
 
@@ -103,7 +103,7 @@ def capped_residual_with_fallback(case: Case, n: int, seed: int) -> Any:
     """Residual loop capped at 2 proposals; unfinished rows silently get 0.0."""
     rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
-    values, trials = capped_residual(case, rows, rng, 2, np.zeros((rows.size, case.dim)))
+    values, trials = capped_residual(case, rows, 2, np.zeros((rows.size, case.dim)), rng=rng)
     return finish(x, accepted, values, trials)
 
 
@@ -111,7 +111,7 @@ def capped_residual_keeps_draft(case: Case, n: int, seed: int) -> Any:
     """Residual loop capped at 2 proposals; unfinished rows keep the rejected draft."""
     rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
-    values, trials = capped_residual(case, rows, rng, 2, x[rows])
+    values, trials = capped_residual(case, rows, 2, x[rows], rng=rng)
     return finish(x, accepted, values, trials)
 
 
@@ -123,7 +123,7 @@ def residual_reuses_draft_noise(case: Case, n: int, seed: int) -> Any:
     y = case.target.sample_from_noise(u_c[rows], z[rows])
     ok = rng.random(rows.size) < residual_acceptance_probability(case.draft.log_prob(y),
                                                                  case.target.log_prob(y))
-    values, trials = correct_residual(case, rows, rng)
+    values, trials = correct_residual(case, rows, rng=rng)
     values[ok] = y[ok]
     trials[ok] = 1
     trials[~ok] += 1
@@ -137,18 +137,18 @@ def shared_rng_stream(case: Case, n: int, seed: int) -> Any:
     (``torch.manual_seed(seed)`` called twice)."""
     rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
-    replay_u_c, replay_z, replay_u = draw_draft_noise(case, n, np.random.default_rng(seed))
+    replay_u_c, replay_z, replay_u = draw_draft_noise(case, n, rng=np.random.default_rng(seed))
     y = case.target.sample_from_noise(replay_u_c[rows], replay_z[rows])
     ok = replay_u[rows] < residual_acceptance_probability(case.draft.log_prob(y),
                                                           case.target.log_prob(y))
-    values, trials = correct_residual(case, rows, rng)
+    values, trials = correct_residual(case, rows, rng=rng)
     values[ok] = y[ok]
     trials[ok] = 1
     trials[~ok] += 1
     return finish(x, accepted, values, trials)
 
 
-def draw_draft_noise(case: Case, n: int, rng: np.random.Generator,
+def draw_draft_noise(case: Case, n: int, *, rng: np.random.Generator,
                      ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Component uniforms, normals and acceptance uniforms in the reference's order."""
     return rng.random(n), rng.standard_normal((n, case.dim)), rng.random(n)
@@ -163,7 +163,7 @@ def missing_clip_in_residual(case: Case, n: int, seed: int) -> Any:
     trials = np.zeros(rows.size, dtype=np.int64)
     pending = np.arange(rows.size)
     while pending.size:
-        y = case.target.sample(pending.size, rng)
+        y = case.target.sample(pending.size, rng=rng)
         prob = np.minimum(1.0, np.abs(-np.expm1(case.draft.log_prob(y) - case.target.log_prob(y))))
         ok = rng.random(pending.size) < prob
         trials[pending] += 1
@@ -180,7 +180,7 @@ def draft_as_residual_proposal(case: Case, n: int, seed: int) -> Any:
     trials = np.zeros(rows.size, dtype=np.int64)
     pending = np.arange(rows.size)
     while pending.size:
-        y = case.draft.sample(pending.size, rng)
+        y = case.draft.sample(pending.size, rng=rng)
         ok = rng.random(pending.size) < residual_acceptance_probability(
             case.draft.log_prob(y), case.target.log_prob(y))
         trials[pending] += 1
@@ -195,16 +195,16 @@ def unnormalised_mixture_weights(case: Case, n: int, seed: int) -> Any:
     t = case.target
     wrong_target = GaussianMixture(t.weights**2, t.means, t.scales, validate_args=False)
     rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
+    _, _, x, u = draw_draft(case, n, rng=rng)
     return verify_draft_from_noise(case.draft, wrong_target, x, u,
-                                   ResidualNoiseGenerator(rng, case.dim), method="batched")
+                                   ResidualNoiseGenerator(case.dim, rng=rng), method="batched")
 
 
 def residual_skips_rejection_test(case: Case, n: int, seed: int) -> Any:
     """Rejected rows are replaced by a plain draw from p (no residual test)."""
     rng, _, _, x, accepted = draft_and_correct_test(case, n, seed)
     rows = np.flatnonzero(~accepted)
-    return finish(x, accepted, case.target.sample(rows.size, rng), np.ones(rows.size, np.int64))
+    return finish(x, accepted, case.target.sample(rows.size, rng=rng), np.ones(rows.size, np.int64))
 
 
 def reflection_with_unequal_scales(case: Case, n: int, seed: int) -> Any:
@@ -222,16 +222,16 @@ def variances_passed_as_scales(case: Case, n: int, seed: int) -> Any:
     q_wrong = GaussianMixture(q.weights, q.means, q.scales**2, validate_args=False)
     p_wrong = GaussianMixture(p.weights, p.means, p.scales**2, validate_args=False)
     rng = np.random.default_rng(seed)
-    _, _, x, u = draw_draft(case, n, rng)
+    _, _, x, u = draw_draft(case, n, rng=rng)
     accepted = accept_from_uniforms(log_acceptance_ratio(q_wrong, p_wrong, x), u)
     rows = np.flatnonzero(~accepted)
     values, trials = residual_sample_batched(q_wrong, p, rows.size,
-                                             ResidualNoiseGenerator(rng, case.dim))
+                                             ResidualNoiseGenerator(case.dim, rng=rng))
     return finish(x, accepted, values, trials)
 
 
 def draft_without_verification(case: Case, n: int, seed: int) -> Any:
     """Every draft accepted: the draft's law, not the target's."""
     rng = np.random.default_rng(seed)
-    _, _, x, _ = draw_draft(case, n, rng)
+    _, _, x, _ = draw_draft(case, n, rng=rng)
     return SpeculativeResult(samples=x, accepted=np.ones(n, bool), trials=np.zeros(n, np.int64))

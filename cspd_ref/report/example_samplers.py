@@ -29,7 +29,7 @@ def reference_sampler(case: Any, n: int, seed: int) -> SpeculativeResult:
 
 def draft_only_sampler(case: Any, n: int, seed: int) -> np.ndarray:
     """Known-bad: returns ``n`` draft samples (the law of ``case.draft``, not the target's)."""
-    return case.draft.sample(n, np.random.default_rng(seed))
+    return case.draft.sample(n, rng=np.random.default_rng(seed))
 
 
 def make_reference_sampler(residual: str = "auto") -> Sampler:

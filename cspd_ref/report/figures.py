@@ -371,7 +371,7 @@ def case_figures(verdict: Any, case: Any, fig_dir: Path, stem: str) -> list[Figu
     elif isinstance(case, DiffusionCase):
         direction, _ = worst_direction(verdict.checks, samples.shape[1], "ks2_")
         rows = min(int(samples.shape[0]), MAX_REFERENCE_ROWS)
-        reference = case.reference_samples(rows, np.random.default_rng([verdict.seed, 0xF16]))
+        reference = case.reference_samples(rows, rng=np.random.default_rng([verdict.seed, 0xF16]))
         figures.append(two_sample_figure(
             samples[:rows] @ direction, np.asarray(reference, dtype=np.float64) @ direction,
             fig_dir / f"{stem}_two_sample.png", label="projection 0", alpha_check=alpha_check))

@@ -72,7 +72,7 @@ def gpu_sampler(device: str = "cpu", dtype: str = "float32") -> Sampler:
             generator.manual_seed(seed)
             return gpu_impl.aligned_speculative_sample(chain(case.draft_chain),
                                                        chain(case.target_chain), n,
-                                                       generator).samples
+                                                       generator=generator).samples
         if not isinstance(case, Case):
             raise ValueError(f"case: unsupported case type {type(case).__name__}")
         return token(case, n, seed)

@@ -252,7 +252,7 @@ def ks_projections(samples: ArrayLike, target: GaussianMixture, directions: Arra
         >>> import numpy as np
         >>> from cspd_ref import GaussianMixture
         >>> p = GaussianMixture([1.0], [[0.0, 0.0]], [[1.0, 2.0]])
-        >>> x = p.sample(2000, np.random.default_rng(1))
+        >>> x = p.sample(2000, rng=np.random.default_rng(1))
         >>> [r.name for r in ks_projections(x, p, np.eye(2), labels=["axis[0]", "axis[1]"])]
         ['ks_axis[0]', 'ks_axis[1]']
     """

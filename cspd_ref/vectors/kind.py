@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -77,6 +78,12 @@ class VectorCase:
     seed: int
 
 
+class NoiseDraw(Protocol):
+    """``(case, m, *, rng) -> noise``: the noise of ``m`` rows drawn from ``rng``."""
+
+    def __call__(self, case: VectorCase, m: int, /, *, rng: np.random.Generator) -> Arrays: ...
+
+
 @dataclass(frozen=True)
 class VectorKind:
     """A sampler's explicit-noise contract (docs/vectors.md, one section per kind).
@@ -90,7 +97,7 @@ class VectorKind:
         param_dtypes: ``"int64" | "bool"`` for parameters that are not float64.
         budget_rows: maps ``ResidualBudgetExceeded.unfinished_rows`` to noise rows (default:
             they are noise rows already).
-        draw_noise: ``(case, rng, m) -> noise`` for ``m`` rows (all arrays float32-exact).
+        draw_noise: ``(case, m, *, rng) -> noise`` for ``m`` rows (all arrays float32-exact).
         reference: the float64 ``cspd_ref`` replay ``(params, noise) -> outputs``.
         torch: the ``gpu_impl`` replay ``(params, noise, dtype, device) -> outputs``.
         row_margins: ``(params, noise, outputs) -> (n,)``: per row, the smallest distance of a
@@ -104,7 +111,7 @@ class VectorKind:
     noise: tuple[str, ...]
     outputs: tuple[str, ...]
     output_dtypes: dict[str, str]
-    draw_noise: Callable[[VectorCase, np.random.Generator, int], Arrays]
+    draw_noise: NoiseDraw
     reference: ReferenceReplay
     torch: TorchReplay
     row_margins: RowMargins
@@ -115,13 +122,13 @@ class VectorKind:
 
 
 # --------------------------------------------------------------------- float32-exact values
-def f32_uniforms(rng: np.random.Generator, shape: tuple[int, ...]) -> FloatArray:
+def f32_uniforms(shape: tuple[int, ...], *, rng: np.random.Generator) -> FloatArray:
     """U[0, 1) rounded to float32-representable float64 values, kept below 1."""
     u = rng.random(shape).astype(np.float32).astype(np.float64)
     return np.minimum(u, ONE_BELOW_F32)
 
 
-def f32_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> FloatArray:
+def f32_normals(shape: tuple[int, ...], *, rng: np.random.Generator) -> FloatArray:
     """Standard normals rounded to float32-representable float64 values."""
     return rng.standard_normal(shape).astype(np.float32).astype(np.float64)
 
@@ -195,7 +202,7 @@ def settle_noise(kind: VectorKind, case: VectorCase) -> tuple[Arrays, Arrays]:
     """
     rng = np.random.default_rng(case.seed)
     n = case.sizes["n"]
-    noise = kind.draw_noise(case, rng, n)
+    noise = kind.draw_noise(case, n, rng=rng)
     for _ in range(MAX_SETTLE_ROUNDS):
         try:
             outputs = kind.reference(case.params, noise)
@@ -209,7 +216,7 @@ def settle_noise(kind: VectorKind, case: VectorCase) -> tuple[Arrays, Arrays]:
             bad = np.flatnonzero(margins <= DECISION_MARGIN)
             if bad.size == 0:
                 return noise, outputs
-        fresh = kind.draw_noise(case, rng, int(bad.size))
+        fresh = kind.draw_noise(case, int(bad.size), rng=rng)
         for name, array in noise.items():
             axis = kind.noise_row_axis.get(name, 0)
             np.moveaxis(array, axis, 0)[bad] = np.moveaxis(fresh[name], axis, 0)

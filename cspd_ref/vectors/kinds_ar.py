@@ -85,7 +85,7 @@ def options(params: Arrays) -> dict[str, Any]:
             "bonus_group": bool(params["bonus_group"])}
 
 
-def draw_ar_vector_noise(case: VectorCase, rng: np.random.Generator, m: int) -> Arrays:
+def draw_ar_vector_noise(case: VectorCase, m: int, *, rng: np.random.Generator) -> Arrays:
     """``ARNoise`` fields for ``m`` sequences, float32-exact, in the declared field order."""
     L, d = case.params["target_base_means"].shape[0], case.params["target_base_means"].shape[2]
     G = case.params["schedule_group_sizes"].size
@@ -96,7 +96,8 @@ def draw_ar_vector_noise(case: VectorCase, rng: np.random.Generator, m: int) -> 
               "draft_normals": (m, G, gamma, S, d), "accept_uniforms": (m, G, gamma, S),
               "residual_component_uniforms": (m, L, R), "residual_normals": (m, L, R, d),
               "residual_accept_uniforms": (m, L, R)}
-    return {name: (f32_uniforms(rng, shape) if "uniforms" in name else f32_normals(rng, shape))
+    return {name: (f32_uniforms(shape, rng=rng) if "uniforms" in name
+                   else f32_normals(shape, rng=rng))
             for name, shape in shapes.items()}
 
 
@@ -248,9 +249,9 @@ def ar_params(seed: int, L: int, d: int, K: int, G: int, *, gamma: int, prefill:
     """A random target (``MixtureARModel.random``), a draft ``perturbed`` by
     ``draft_distance``, a MAR schedule of ``G`` groups, all on the parameter grid."""
     rng = np.random.default_rng(seed)
-    target = MixtureARModel.random(L, d, K, rng)
-    draft = target.perturbed(draft_distance, rng)
-    schedule = mar_schedule(L, G, rng)
+    target = MixtureARModel.random(L, d, K, rng=rng)
+    draft = target.perturbed(draft_distance, rng=rng)
+    schedule = mar_schedule(L, G, rng=rng)
     return {**grid_model(draft, "draft"), **grid_model(target, "target"),
             "schedule_order": np.array([p for g in schedule.groups for p in g], dtype=np.int64),
             "schedule_group_sizes": np.array([len(g) for g in schedule.groups], dtype=np.int64),

@@ -67,22 +67,22 @@ def chains(params: Arrays) -> tuple[LinearGaussianChain, LinearGaussianChain]:
     return chain("draft"), chain("target")
 
 
-def draw_diffusion_noise(case: VectorCase, rng: np.random.Generator, m: int) -> Arrays:
+def draw_diffusion_noise(case: VectorCase, m: int, *, rng: np.random.Generator) -> Arrays:
     """Noise for ``m`` rows in the documented order (residual arrays unless reflection)."""
     T, d = case.params["target_offsets"].shape
-    noise = {"x_T": f32_normals(rng, (m, d))}
+    noise = {"x_T": f32_normals((m, d), rng=rng)}
     if case.kind == "diffusion_joint":
-        noise["draft_eps"] = f32_normals(rng, (T, m, d))
+        noise["draft_eps"] = f32_normals((T, m, d), rng=rng)
         item = (T + 1) * d
     else:
-        noise["shared_eps"] = f32_normals(rng, (T - 1, m, d))
-        noise["draft_last_normals"] = f32_normals(rng, (m, d))
+        noise["shared_eps"] = f32_normals((T - 1, m, d), rng=rng)
+        noise["draft_last_normals"] = f32_normals((m, d), rng=rng)
         item = d
-    noise["accept_uniforms"] = f32_uniforms(rng, (m,))
+    noise["accept_uniforms"] = f32_uniforms((m,), rng=rng)
     if case.kind != "diffusion_aligned_reflection":
         M = case.sizes["M"]
-        noise["residual_normals"] = f32_normals(rng, (m, M, item))
-        noise["residual_accept_uniforms"] = f32_uniforms(rng, (m, M))
+        noise["residual_normals"] = f32_normals((m, M, item), rng=rng)
+        noise["residual_accept_uniforms"] = f32_uniforms((m, M), rng=rng)
     return noise
 
 
@@ -202,7 +202,7 @@ def diffusion_row_margins(kind: str) -> RowMargins:
 
 
 # --------------------------------------------------------------------- committed cases
-def chain_params(rng: np.random.Generator, T: int, d: int, *, equal_last_scale: bool,
+def chain_params(T: int, d: int, *, rng: np.random.Generator, equal_last_scale: bool,
                  draft_temperature: float) -> Arrays:
     """Target: ``a`` in [0.6, 0.95], ``b ~ N(0, 0.5^2)``, ``s`` in [0.3, 0.7]; draft: each
     moved by ``N(0, 0.1^2)``, ``N(0, 0.4^2)`` and ``exp(N(0, 0.2^2))``; with
@@ -228,19 +228,19 @@ def diffusion_cases() -> list[VectorCase]:
     return [
         VectorCase("diffusion_aligned_d2", "diffusion_aligned",
                    "T=4, d=2 linear chains, draft temperature 0.875 (batched residual)",
-                   chain_params(rng, 4, 2, equal_last_scale=False, draft_temperature=0.875),
+                   chain_params(4, 2, rng=rng, equal_last_scale=False, draft_temperature=0.875),
                    {"n": 64, "M": 8, "T": 4, "d": 2}, 201),
         VectorCase("diffusion_aligned_reflection_d3", "diffusion_aligned_reflection",
                    "T=3, d=3 linear chains with equal last-step scales (reflection)",
-                   chain_params(rng, 3, 3, equal_last_scale=True, draft_temperature=1.0),
+                   chain_params(3, 3, rng=rng, equal_last_scale=True, draft_temperature=1.0),
                    {"n": 64, "T": 3, "d": 3}, 202),
         VectorCase("diffusion_joint_d2", "diffusion_joint",
                    "T=3, d=2 linear chains, whole-trajectory criterion (batched residual)",
-                   chain_params(rng, 3, 2, equal_last_scale=False, draft_temperature=1.0),
+                   chain_params(3, 2, rng=rng, equal_last_scale=False, draft_temperature=1.0),
                    {"n": 64, "M": 8, "T": 3, "d": 2}, 203),
         VectorCase("diffusion_joint_d1", "diffusion_joint",
                    "T=2, d=1 linear chains, draft temperature 1.125 (batched residual)",
-                   chain_params(rng, 2, 1, equal_last_scale=False, draft_temperature=1.125),
+                   chain_params(2, 1, rng=rng, equal_last_scale=False, draft_temperature=1.125),
                    {"n": 64, "M": 8, "T": 2, "d": 1}, 204),
     ]
 

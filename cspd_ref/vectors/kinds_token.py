@@ -65,17 +65,17 @@ def mixtures(params: Arrays) -> tuple[GaussianMixture, GaussianMixture]:
                             params["target_scales"]))
 
 
-def draw_token_noise(case: VectorCase, rng: np.random.Generator, m: int) -> Arrays:
+def draw_token_noise(case: VectorCase, m: int, *, rng: np.random.Generator) -> Arrays:
     """Noise for ``m`` rows, drawn in the documented order (residual arrays unless reflection)."""
     d = case.params["target_means"].shape[-1]
-    noise = {"draft_component_uniforms": f32_uniforms(rng, (m,)),
-             "draft_normals": f32_normals(rng, (m, d)),
-             "accept_uniforms": f32_uniforms(rng, (m,))}
+    noise = {"draft_component_uniforms": f32_uniforms((m,), rng=rng),
+             "draft_normals": f32_normals((m, d), rng=rng),
+             "accept_uniforms": f32_uniforms((m,), rng=rng)}
     if case.kind != "token_reflection":
         M = case.sizes["M"]
-        noise["residual_component_uniforms"] = f32_uniforms(rng, (m, M))
-        noise["residual_normals"] = f32_normals(rng, (m, M, d))
-        noise["residual_accept_uniforms"] = f32_uniforms(rng, (m, M))
+        noise["residual_component_uniforms"] = f32_uniforms((m, M), rng=rng)
+        noise["residual_normals"] = f32_normals((m, M, d), rng=rng)
+        noise["residual_accept_uniforms"] = f32_uniforms((m, M), rng=rng)
     return noise
 
 
@@ -160,7 +160,7 @@ def token_row_margins(params: Arrays, noise: Arrays, outputs: Arrays) -> FloatAr
 
 
 # --------------------------------------------------------------------- committed cases
-def mixture_params(rng: np.random.Generator, k_draft: int, k_target: int, d: int,
+def mixture_params(k_draft: int, k_target: int, d: int, *, rng: np.random.Generator,
                    ) -> Arrays:
     """A random draft/target pair on the parameter grid: target means N(0, 1.5^2), scales in
     [0.5, 1.3]; draft components near target components (means moved by N(0, 0.5^2), scales
@@ -176,7 +176,7 @@ def mixture_params(rng: np.random.Generator, k_draft: int, k_target: int, d: int
             "target_means": t_means, "target_scales": t_scales}
 
 
-def equal_scale_params(rng: np.random.Generator, d: int, shift: float) -> Arrays:
+def equal_scale_params(d: int, shift: float, *, rng: np.random.Generator) -> Arrays:
     """Single Gaussians with one shared diagonal scale and means ``~shift`` apart (whitened)."""
     scale = grid_scales(rng.uniform(0.5, 1.5, (1, d)))
     mean = on_grid(rng.normal(0.0, 1.0, (1, d)))
@@ -217,22 +217,22 @@ def token_cases() -> list[VectorCase]:
                    *with_sizes(one_d, 128, 8), 101),
         VectorCase("token_loop_d2_mixtures", "token_loop",
                    "d=2: 2-component draft, 3-component target (residual by loop)",
-                   *with_sizes(mixture_params(rng, 2, 3, 2), 64, 8), 102),
+                   *with_sizes(mixture_params(2, 3, 2, rng=rng), 64, 8), 102),
         VectorCase("token_batched_d3_mixtures", "token_batched",
                    "d=3: 2-component draft, 3-component target (batched residual)",
-                   *with_sizes(mixture_params(rng, 2, 3, 3), 128, 8), 103),
+                   *with_sizes(mixture_params(2, 3, 3, rng=rng), 128, 8), 103),
         VectorCase("token_batched_d4_mixtures", "token_batched",
                    "d=4: 3-component draft, 2-component target (batched residual)",
-                   *with_sizes(mixture_params(rng, 3, 2, 4), 64, 8), 104),
+                   *with_sizes(mixture_params(3, 2, 4, rng=rng), 64, 8), 104),
         VectorCase("token_batched_d1_gaussians", "token_batched",
                    "d=1: single Gaussians with unequal scales (batched residual)",
                    *with_sizes(gauss_1d, 64, 8), 105),
         VectorCase("token_reflection_d1", "token_reflection",
                    "d=1: equal-scale single Gaussians, reflection residual",
-                   *with_sizes(equal_scale_params(rng, 1, 1.0), 64), 106),
+                   *with_sizes(equal_scale_params(1, 1.0, rng=rng), 64), 106),
         VectorCase("token_reflection_d4", "token_reflection",
                    "d=4: equal-scale single Gaussians, per-coordinate scales, reflection",
-                   *with_sizes(equal_scale_params(rng, 4, 1.25), 128), 107),
+                   *with_sizes(equal_scale_params(4, 1.25, rng=rng), 128), 107),
     ]
 
 
