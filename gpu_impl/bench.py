@@ -126,7 +126,7 @@ def unequal_scale_ratio(tv: float, dim: int) -> float:
     return (lo + hi) / 2
 
 
-def token_pair(n: int, dim: int, shift: float, scale_ratio: float, device: torch.device,
+def token_pair(n: int, dim: int, shift: float, scale_ratio: float, device: torch.device, *,
                generator: torch.Generator) -> tuple[GaussianMixture, GaussianMixture]:
     """Per-token draft and target (batch ``(n,)``, K = 1): random target means and scales, the
     draft shifted by ``shift`` target scales along a random unit direction per token and its
@@ -143,13 +143,13 @@ def token_pair(n: int, dim: int, shift: float, scale_ratio: float, device: torch
     return draft, target
 
 
-def draft_only(draft: GaussianMixture, generator: torch.Generator) -> torch.Tensor:
+def draft_only(draft: GaussianMixture, *, generator: torch.Generator) -> torch.Tensor:
     """The draft samples alone, ``mean + scale * randn`` (single Gaussians): the floor."""
     mean, scale = draft.means[:, 0], draft.scales[:, 0]
     return mean + scale * torch.randn(mean.shape, generator=generator, device=mean.device)
 
 
-def naive_speculative_sample(draft: GaussianMixture, target: GaussianMixture,
+def naive_speculative_sample(draft: GaussianMixture, target: GaussianMixture, *,
                              generator: torch.Generator) -> torch.Tensor:
     """The straightforward sampler: Gaussian densities (not log-densities), accept with
     ``min(1, p/q)``, then propose from ``p`` for every still-pending row of the batch, accept
@@ -190,17 +190,17 @@ def run_benchmark(device: torch.device, sizes: Sequence[int], dim: int, warmup: 
                 shift, ratio = 0.0, unequal_scale_ratio(tv, dim)
             for n in sizes:
                 generator = torch.Generator(device=device).manual_seed(n)
-                draft, target = token_pair(n, dim, shift, ratio, device, generator)
+                draft, target = token_pair(n, dim, shift, ratio, device, generator=generator)
                 bytes_moved = 6 * n * dim * 4
                 bound_ms = bytes_moved / bandwidth * 1e3
                 samplers: list[tuple[str, Callable[[], object]]] = [
-                    ("draft only", partial(draft_only, draft, generator)),
+                    ("draft only", partial(draft_only, draft, generator=generator)),
                     (f"gpu_impl ({residual})", partial(speculative_sample, draft, target, n,
                                                        generator, residual=residual)),
                 ]
                 if n <= naive_max_n:
                     samplers.append(("naive", partial(naive_speculative_sample, draft, target,
-                                                      generator)))
+                                                      generator=generator)))
                 for name, run in samplers:
                     ms = median_ms(run, device, warmup, repeats)
                     row = Timing(device=str(device), sampler=name, scales=scales, tv=tv, n=n,
@@ -214,12 +214,6 @@ def run_benchmark(device: torch.device, sizes: Sequence[int], dim: int, warmup: 
     return rows
 
 
-def numpy_draft_only(draft: Any, rng: Any) -> Any:
-    """The reference's floor: ``mean + scale * standard_normal`` (single Gaussians)."""
-    mean, scale = draft.means[:, 0], draft.scales[:, 0]
-    return mean + scale * rng.standard_normal(mean.shape)
-
-
 def reference_timings(n: int, dim: int, warmup: int, repeats: int,
                       progress: bool = True) -> list[Timing]:
     """The float64 reference (``cspd_ref.speculative_sample``) on the same configurations at
@@ -228,6 +222,10 @@ def reference_timings(n: int, dim: int, warmup: int, repeats: int,
     import numpy as np
 
     import cspd_ref
+
+    def numpy_draft_only(draft: Any, *, rng: Any) -> Any:
+        mean, scale = draft.means[:, 0], draft.scales[:, 0]
+        return mean + scale * rng.standard_normal(mean.shape)
 
     rows: list[Timing] = []
     device = torch.device("cpu")
@@ -238,7 +236,7 @@ def reference_timings(n: int, dim: int, warmup: int, repeats: int,
             else:
                 shift, ratio = 0.0, unequal_scale_ratio(tv, dim)
             draft_t, target_t = token_pair(n, dim, shift, ratio, device,
-                                           torch.Generator().manual_seed(n))
+                                           generator=torch.Generator().manual_seed(n))
             draft = cspd_ref.GaussianMixture(draft_t.weights.double().numpy(),
                                              draft_t.means.double().numpy(),
                                              draft_t.scales.double().numpy())
@@ -246,7 +244,7 @@ def reference_timings(n: int, dim: int, warmup: int, repeats: int,
                                               target_t.means.double().numpy(),
                                               target_t.scales.double().numpy())
             rng = np.random.default_rng(0)
-            floor = median_ms(partial(numpy_draft_only, draft, rng), device, warmup, repeats)
+            floor = median_ms(partial(numpy_draft_only, draft, rng=rng), device, warmup, repeats)
             ms = median_ms(partial(cspd_ref.speculative_sample, draft, target, n, rng,
                                    residual=residual), device, warmup, repeats)
             for name, value in (("draft only (NumPy)", floor), (f"cspd_ref ({residual})", ms)):

@@ -50,8 +50,8 @@ def test_configurations_have_the_stated_total_variation(tv: float) -> None:
 
 def test_naive_baseline_returns_one_finite_token_per_row() -> None:
     generator = torch.Generator().manual_seed(0)
-    draft, target = bench.token_pair(512, 4, 0.5, 1.0, torch.device("cpu"), generator)
-    out = bench.naive_speculative_sample(draft, target, generator)
+    draft, target = bench.token_pair(512, 4, 0.5, 1.0, torch.device("cpu"), generator=generator)
+    out = bench.naive_speculative_sample(draft, target, generator=generator)
     assert out.shape == (512, 4) and bool(torch.isfinite(out).all())
 
 
