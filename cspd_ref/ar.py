@@ -25,20 +25,28 @@ Randomness: ``ar_speculative_decode`` draws from a ``numpy.random.Generator`` in
 needs the values; ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit
 ``ARNoise`` indexed by place in the decoding process (sequence, position, round, draft step,
 slot; layout in ``cspd_ref.ar_noise``), shared with ``gpu_impl.ar`` so that both packages and
-ports can be compared decision for decision (docs/algorithms.md §5). The test model
-``MixtureARModel`` lives in ``cspd_ref.ar_model`` and is importable from here.
+ports can be compared decision for decision (docs/algorithms.md §5). The model interface
+``ARModel``, the schedule ``GroupSchedule`` / ``mar_schedule`` and the test model
+``MixtureARModel`` live in ``cspd_ref.ar_model`` and are importable from here; the steps of one
+round (``prefill_groups_step``, ``draft_step``, ``score_step``, ``verify_step``, ``bonus_step``)
+live in ``cspd_ref.ar_steps``, and the decode loop is the sequence of their calls.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cspd_ref.ar_model import MixtureARModel
+from cspd_ref.ar_model import (
+    ARModel,
+    GroupSchedule,
+    MixtureARModel,
+    check_model,
+    mar_schedule,
+)
 from cspd_ref.ar_noise import (
     ARDecodeTrace,
     ARNoise,
@@ -49,13 +57,10 @@ from cspd_ref.ar_noise import (
     draw_ar_noise,
     require_ar_noise,
 )
-from cspd_ref.distributions import GaussianMixture
+from cspd_ref.ar_steps import bonus_step, draft_step, prefill_groups_step, score_step, verify_step
 from cspd_ref.speculative import (
     DEFAULT_MAX_TRIALS,
     RESIDUAL_METHODS,
-    ResidualBudgetExceeded,
-    resolve_residual_method,
-    verify_draft_from_noise,
 )
 from cspd_ref.validation import (
     BoolArray,
@@ -83,80 +88,6 @@ __all__ = [
     "mar_schedule",
     "sample_group",
 ]
-
-
-@runtime_checkable
-class ARModel(Protocol):
-    """A MAR-style model: conditionals of the next group's tokens given the known ones.
-
-    ``conditionals(tokens, known, positions)``: ``tokens`` ``(L, d)`` (entries at unknown
-    positions are meaningless and must not be read), ``known`` ``(L,)`` bool, ``positions``
-    ``(m,)`` int (all unknown). Returns a ``GaussianMixture`` with batch shape ``(m,)``: the
-    conditional law of each listed token, the tokens conditionally independent.
-    """
-
-    seq_len: int
-    dim: int
-
-    def conditionals(self, tokens: FloatArray, known: BoolArray,
-                     positions: IntArray) -> GaussianMixture: ...
-
-
-@dataclass(frozen=True)
-class GroupSchedule:
-    """The generation order: ``groups[i]`` are the positions generated at step ``i``.
-
-    The groups partition ``range(seq_len)`` and none is empty.
-    """
-
-    groups: tuple[tuple[int, ...], ...]
-
-    def __post_init__(self) -> None:
-        flat = [p for group in self.groups for p in group]
-        if any(isinstance(p, bool) or not isinstance(p, int | np.integer) for p in flat):
-            raise ValueError("groups: positions must be integers")
-        if not self.groups or any(len(g) == 0 for g in self.groups):
-            raise ValueError("groups: must be a non-empty sequence of non-empty groups")
-        if sorted(flat) != list(range(len(flat))):
-            raise ValueError("groups: must partition range(seq_len) (each position exactly once)")
-
-    @property
-    def seq_len(self) -> int:
-        """Number of tokens L."""
-        return sum(len(g) for g in self.groups)
-
-    @property
-    def num_groups(self) -> int:
-        """Number of groups G."""
-        return len(self.groups)
-
-    def positions(self, i: int) -> IntArray:
-        """Positions of group ``i`` as an int array."""
-        return np.asarray(self.groups[i], dtype=np.int64)
-
-
-def mar_schedule(seq_len: int, num_steps: int, *, rng: np.random.Generator) -> GroupSchedule:
-    """MAR's schedule: a uniformly random order and a cosine mask schedule.
-
-    After step ``i`` (0-based) ``floor(L cos(pi/2 (i+1)/S))`` tokens stay masked, clamped so that
-    every step generates at least one token and the last step generates the rest.
-    """
-    seq_len = require_int(seq_len, "seq_len", minimum=1)
-    num_steps = require_int(num_steps, "num_steps", minimum=1)
-    if num_steps > seq_len:
-        raise ValueError(f"num_steps: must be <= seq_len={seq_len}, got {num_steps}")
-    rng = require_generator(rng)
-    order = rng.permutation(seq_len)
-    groups: list[tuple[int, ...]] = []
-    masked = seq_len
-    for step in range(num_steps):
-        steps_left = num_steps - step - 1
-        target_masked = math.floor(seq_len * math.cos(math.pi / 2 * (step + 1) / num_steps))
-        target_masked = max(steps_left, min(masked - 1, target_masked)) if steps_left else 0
-        start = seq_len - masked
-        groups.append(tuple(int(p) for p in order[start:start + masked - target_masked]))
-        masked = target_masked
-    return GroupSchedule(tuple(groups))
 
 
 @dataclass(frozen=True)
@@ -197,17 +128,6 @@ class ARDecodeResult:
         passes = int((self.target_passes - self.prefill_passes).sum())
         produced = self.num_groups * self.sequences.shape[0] - int(self.prefill_passes.sum())
         return produced / passes if passes else float("nan")
-
-
-def check_model(model: object, name: str, schedule: GroupSchedule) -> ARModel:
-    """Raise ``ValueError`` naming ``name`` unless ``model`` is an ``ARModel`` for ``schedule``."""
-    if not isinstance(model, ARModel):
-        raise ValueError(f"{name}: expected an ARModel (seq_len, dim, conditionals), got "
-                         f"{type(model).__name__}")
-    if model.seq_len != schedule.seq_len:
-        raise ValueError(f"schedule: seq_len {schedule.seq_len} differs from the {name}'s "
-                         f"{model.seq_len}")
-    return model
 
 
 def sample_group(model: ARModel, tokens: FloatArray, known: BoolArray, positions: IntArray, *,
@@ -344,81 +264,35 @@ def _check_decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, gamm
 def _decode(draft: ARModel, target: ARModel, schedule: GroupSchedule, n: int,
             source: DecodeNoise, *, gamma: int, n_prefill: int, bonus_group: bool,
             residual: str, trace: TraceRecorder | None = None) -> ARDecodeResult:
-    """The decoder of both public functions, reading its randomness from ``source``."""
+    """The decoder of both public functions, reading its randomness from ``source``: per
+    sequence, the pre-fill, then rounds of ``draft_step``, ``score_step``, ``verify_step`` and
+    ``bonus_step`` (``cspd_ref.ar_steps``) until its ``G`` groups are generated."""
     gamma = int(gamma)
     L, d, G = schedule.seq_len, target.dim, schedule.num_groups
     sequences = np.zeros((n, L, d))
     counters = np.zeros((5, n), dtype=np.int64)
-    passes, prefill_passes, drafted, accepted_groups, bonuses = counters
+    passes, prefill_passes, drafted_groups, accepted_groups, bonuses = counters
     for i in range(n):
         tokens = sequences[i]
         known = np.zeros(L, dtype=bool)
-        g = 0
-        while g < min(n_prefill, G):
-            pos = schedule.positions(g)
-            tokens[pos] = source.target_sample(i, target.conditionals(tokens, known, pos), pos)
-            known[pos] = True
-            passes[i] += 1
-            prefill_passes[i] += 1
-            g += 1
+        g = prefill_groups_step(target, schedule, source, i, tokens, known, n_prefill)
+        passes[i] += g
+        prefill_passes[i] += g
         r = 0
         while g < G:
             k = min(gamma, G - g)
-            draft_tokens = tokens.copy()
-            draft_known = known.copy()
-            draft_laws: list[GaussianMixture] = []
-            for j in range(k):
-                pos = schedule.positions(g + j)
-                law = draft.conditionals(draft_tokens, draft_known, pos)
-                draft_tokens[pos] = source.draft_sample(i, r, j, law, pos)
-                draft_known[pos] = True
-                draft_laws.append(law)
-            # One target pass: group g+j conditioned on the draft's groups g..g+j-1.
-            target_laws: list[GaussianMixture] = []
-            scored_known = known.copy()
-            for j in range(k + 1):
-                if g + j >= G or (j == k and not bonus_group):
-                    break
-                pos = schedule.positions(g + j)
-                target_laws.append(target.conditionals(draft_tokens, scored_known, pos))
-                scored_known[pos] = True
+            drafted = draft_step(draft, schedule, source, i, r, g, k, tokens, known)
+            scored = score_step(target, schedule, drafted, known, bonus_group)
+            accepted = verify_step(source, drafted, scored, tokens, known, residual, trace)
+            got_bonus = bonus_step(source, drafted, scored, accepted, tokens, known)
             passes[i] += 1
-            drafted[i] += k
-            rejected_group = False
-            for j in range(k):
-                pos = schedule.positions(g + j)
-                method = resolve_residual_method(residual, draft_laws[j], target_laws[j])
-                u = source.accept_uniforms(i, r, j, pos.size)
-                try:
-                    out = verify_draft_from_noise(draft_laws[j], target_laws[j],
-                                                  draft_tokens[pos], u, source.residual(i, pos),
-                                                  method=method, max_trials=source.max_trials)
-                except ResidualBudgetExceeded as exc:
-                    error = source.budget_error(i, pos, exc)
-                    if error is exc:
-                        raise
-                    raise error from None
-                if trace is not None:
-                    trace.record_group(i, r, j, pos, draft_laws[j], target_laws[j],
-                                       draft_tokens[pos], out)
-                tokens[pos] = out.samples
-                known[pos] = True
-                if not out.accepted.all():
-                    g += j + 1
-                    rejected_group = True
-                    break
-                accepted_groups[i] += 1
-            if not rejected_group:
-                g += k
-                if bonus_group and g < G:
-                    pos = schedule.positions(g)
-                    tokens[pos] = source.target_sample(i, target_laws[k], pos)
-                    known[pos] = True
-                    bonuses[i] += 1
-                    g += 1
+            drafted_groups[i] += k
+            accepted_groups[i] += accepted
+            bonuses[i] += got_bonus
+            g += (k if accepted == k else accepted + 1) + int(got_bonus)
             r += 1
     return ARDecodeResult(sequences=sequences, target_passes=passes,
-                          prefill_passes=prefill_passes, drafted_groups=drafted,
+                          prefill_passes=prefill_passes, drafted_groups=drafted_groups,
                           accepted_groups=accepted_groups, bonus_groups=bonuses,
                           num_groups=G)
 

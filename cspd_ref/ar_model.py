@@ -1,9 +1,18 @@
-"""The deterministic AR test model of ``cspd_ref.ar`` (docs/algorithms.md §5.1), float64.
+"""The AR model interface, the group schedule and the test model of ``cspd_ref.ar``
+(docs/algorithms.md §5.1), float64.
 
-Re-exported by ``cspd_ref.ar``; ``gpu_impl.ar_model.MixtureARModel`` is its batched twin.
+``ARModel`` is what the decoder needs from a model (the conditionals of one sequence's next
+group given its known tokens); ``GroupSchedule`` / ``mar_schedule`` is the generation order;
+``MixtureARModel`` is the deterministic test model. All are re-exported by ``cspd_ref.ar``.
+Twin of ``gpu_impl.ar_model`` (same order): there ``ARModel`` is batched over sequences and
+``GroupTable`` is the padded table built from a ``GroupSchedule`` (the same idea, as tensors).
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -19,7 +28,92 @@ from cspd_ref.validation import (
     require_int,
 )
 
-__all__ = ["MixtureARModel"]
+__all__ = ["ARModel", "GroupSchedule", "MixtureARModel", "check_model", "mar_schedule"]
+
+
+@runtime_checkable
+class ARModel(Protocol):
+    """A MAR-style model: conditionals of the next group's tokens given the known ones.
+
+    ``conditionals(tokens, known, positions)``: ``tokens`` ``(L, d)`` (entries at unknown
+    positions are meaningless and must not be read), ``known`` ``(L,)`` bool, ``positions``
+    ``(m,)`` int (all unknown). Returns a ``GaussianMixture`` with batch shape ``(m,)``: the
+    conditional law of each listed token, the tokens conditionally independent.
+    """
+
+    seq_len: int
+    dim: int
+
+    def conditionals(self, tokens: FloatArray, known: BoolArray,
+                     positions: IntArray) -> GaussianMixture: ...
+
+
+def check_model(model: object, name: str, schedule: GroupSchedule) -> ARModel:
+    """Raise ``ValueError`` naming ``name`` unless ``model`` is an ``ARModel`` for ``schedule``."""
+    if not isinstance(model, ARModel):
+        raise ValueError(f"{name}: expected an ARModel (seq_len, dim, conditionals), got "
+                         f"{type(model).__name__}")
+    if model.seq_len != schedule.seq_len:
+        raise ValueError(f"schedule: seq_len {schedule.seq_len} differs from the {name}'s "
+                         f"{model.seq_len}")
+    return model
+
+
+@dataclass(frozen=True)
+class GroupSchedule:
+    """The generation order: ``groups[i]`` are the positions generated at step ``i``.
+
+    The groups partition ``range(seq_len)`` and none is empty.
+    """
+
+    groups: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        flat = [p for group in self.groups for p in group]
+        if any(isinstance(p, bool) or not isinstance(p, int | np.integer) for p in flat):
+            raise ValueError("groups: positions must be integers")
+        if not self.groups or any(len(g) == 0 for g in self.groups):
+            raise ValueError("groups: must be a non-empty sequence of non-empty groups")
+        if sorted(flat) != list(range(len(flat))):
+            raise ValueError("groups: must partition range(seq_len) (each position exactly once)")
+
+    @property
+    def seq_len(self) -> int:
+        """Number of tokens L."""
+        return sum(len(g) for g in self.groups)
+
+    @property
+    def num_groups(self) -> int:
+        """Number of groups G."""
+        return len(self.groups)
+
+    def positions(self, i: int) -> IntArray:
+        """Positions of group ``i`` as an int array."""
+        return np.asarray(self.groups[i], dtype=np.int64)
+
+
+def mar_schedule(seq_len: int, num_steps: int, *, rng: np.random.Generator) -> GroupSchedule:
+    """MAR's schedule: a uniformly random order and a cosine mask schedule.
+
+    After step ``i`` (0-based) ``floor(L cos(pi/2 (i+1)/S))`` tokens stay masked, clamped so that
+    every step generates at least one token and the last step generates the rest.
+    """
+    seq_len = require_int(seq_len, "seq_len", minimum=1)
+    num_steps = require_int(num_steps, "num_steps", minimum=1)
+    if num_steps > seq_len:
+        raise ValueError(f"num_steps: must be <= seq_len={seq_len}, got {num_steps}")
+    rng = require_generator(rng)
+    order = rng.permutation(seq_len)
+    groups: list[tuple[int, ...]] = []
+    masked = seq_len
+    for step in range(num_steps):
+        steps_left = num_steps - step - 1
+        target_masked = math.floor(seq_len * math.cos(math.pi / 2 * (step + 1) / num_steps))
+        target_masked = max(steps_left, min(masked - 1, target_masked)) if steps_left else 0
+        start = seq_len - masked
+        groups.append(tuple(int(p) for p in order[start:start + masked - target_masked]))
+        masked = target_masked
+    return GroupSchedule(tuple(groups))
 
 
 class MixtureARModel:

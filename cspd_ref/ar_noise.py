@@ -86,7 +86,7 @@ from cspd_ref.validation import (
 )
 
 if TYPE_CHECKING:
-    from cspd_ref.ar import GroupSchedule
+    from cspd_ref.ar_model import GroupSchedule
 
 DEFAULT_RESIDUAL_TRIALS = 64
 """Residual proposals per position drawn by ``draw_ar_noise`` unless told otherwise. A rejected
@@ -225,7 +225,7 @@ def draw_ar_noise(n: int, schedule: GroupSchedule, dim: int, *, rng: np.random.G
     Decoding with such noise is exact (module docstring); ``residual_trials`` (``R``) bounds the
     residual proposals per rejected token (the decoder raises when a token needs more).
     """
-    from cspd_ref.ar import GroupSchedule
+    from cspd_ref.ar_model import GroupSchedule
 
     if not isinstance(schedule, GroupSchedule):
         raise ValueError(f"schedule: expected a cspd_ref.ar.GroupSchedule, got "

@@ -44,13 +44,14 @@ Randomness: ``ar_speculative_decode`` draws from a ``torch.Generator`` in the or
 needs it; ``ar_speculative_decode_from_noise`` is the same decoder reading an explicit
 ``ARNoise`` (``gpu_impl.ar_noise``) indexed by place in the decoding process, with the layout of
 ``cspd_ref.ar_noise``, so that it agrees with the per-sequence reference decision for decision.
-The models, the padded schedule and the option checks live in ``gpu_impl.ar_model``; every
-public name is importable from here.
+The models, the padded schedule and the option checks live in ``gpu_impl.ar_model`` (every
+public name is importable from here); the steps of one round (``prefill_groups_step``,
+``draft_step``, ``score_step``, ``verify_step``, ``bonus_step``, on the batch of active
+sequences) live in ``gpu_impl.ar_steps``, and the decode loop is the sequence of their calls.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -76,14 +77,9 @@ from gpu_impl.ar_noise import (
     draw_ar_noise,
     require_ar_noise,
 )
-from gpu_impl.distributions import GaussianMixture
+from gpu_impl.ar_steps import bonus_step, draft_step, prefill_groups_step, score_step, verify_step
 from gpu_impl.speculative import (
     DEFAULT_MAX_TRIALS,
-    accept_from_uniforms,
-    global_rows,
-    log_acceptance_ratio,
-    resample_rejected_from_noise,
-    resolve_residual_method,
 )
 from gpu_impl.validation import (
     compute_dtype,
@@ -146,43 +142,9 @@ class ARDecodeResult:
         return produced / passes if passes else float("nan")
 
 
-# --------------------------------------------------------------------- decoding helpers
-def _commit(sequences: Tensor, known: Tensor, rows: Tensor, positions: Tensor,
-            values: Tensor) -> None:
-    """Write final tokens ``values (N, d)`` at ``(rows, positions)`` and mark them known.
-
-    The only place where ``ar_speculative_decode`` writes into the output sequences: every
-    ``(row, position)`` is written exactly once over a decode."""
-    sequences[rows, positions] = values
-    known[rows, positions] = True
-
-
-def _cat_mixtures(laws: list[GaussianMixture]) -> GaussianMixture:
-    """Concatenate mixtures of batch shape ``(N_i,)`` along the batch axis."""
-    if len(laws) == 1:
-        return laws[0]
-    return GaussianMixture.from_parameters(torch.cat([m.weights for m in laws]),
-                                           torch.cat([m.means for m in laws]),
-                                           torch.cat([m.scales for m in laws]))
-
-
-def _conditionals(model: ARModel, name: str, tokens: Tensor, known: Tensor,
-                  positions: Tensor) -> GaussianMixture:
-    """``model.conditionals`` with a (synchronisation-free) check of what it returned."""
-    law = model.conditionals(tokens, known, positions)
-    expected = tuple(positions.shape)
-    if (not isinstance(law, GaussianMixture) or tuple(law.batch_shape) != expected
-            or law.dim != model.dim or law.dtype != model.dtype):
-        got = (f"batch shape {tuple(law.batch_shape)}, d = {law.dim}, {law.dtype}"
-               if isinstance(law, GaussianMixture) else type(law).__name__)
-        raise ValueError(f"{name}: conditionals returned {got}; expected a "
-                         f"gpu_impl.GaussianMixture with batch shape {expected}, "
-                         f"d = {model.dim}, {model.dtype}")
-    return law
-
-
+# --------------------------------------------------------------------- checks
 def _check_models(draft: Any, target: Any, schedule: Any) -> tuple[ARModel, ARModel, GroupTable]:
-    from cspd_ref.ar import GroupSchedule
+    from cspd_ref.ar_model import GroupSchedule
 
     draft = require_ar_model(draft, "draft")
     target = require_ar_model(target, "target")
@@ -330,7 +292,9 @@ def ar_speculative_decode_from_noise(draft: ARModel, target: ARModel, schedule: 
 def _decode(draft: ARModel, target: ARModel, table: GroupTable, n: int, source: DecodeNoise,
             *, gamma: int, n_prefill: int, bonus_group: bool, residual: str,
             trace: TraceRecorder | None = None) -> ARDecodeResult:
-    """The batched decoder of both public functions, reading its randomness from ``source``."""
+    """The batched decoder of both public functions, reading its randomness from ``source``:
+    the pre-fill, then rounds of ``draft_step``, ``score_step``, ``verify_step`` and
+    ``bonus_step`` (``gpu_impl.ar_steps``) on the sequences still active."""
     L, d, G = table.seq_len, target.dim, table.num_groups
     dtype, device = target.dtype, target.device
     i64 = torch.int64
@@ -338,121 +302,39 @@ def _decode(draft: ARModel, target: ARModel, table: GroupTable, n: int, source: 
     sequences = torch.zeros((n, L, d), dtype=dtype, device=device)
     known = torch.zeros((n, L), dtype=torch.bool, device=device)
     counters = torch.zeros((5, n), dtype=i64, device=device)
-    passes, prefill_passes, drafted, accepted_groups, bonuses = counters
+    passes, prefill_passes, drafted_groups, accepted_groups, bonuses = counters
     if n == 0:
-        return ARDecodeResult(sequences, passes, prefill_passes, drafted, accepted_groups,
-                              bonuses, G)
+        return ARDecodeResult(sequences, passes, prefill_passes, drafted_groups,
+                              accepted_groups, bonuses, G)
 
-    # ---- pre-fill: every sequence at the same group, one target pass per group.
+    # Pre-fill: every sequence at the same group, one target pass per group.
     all_rows = torch.arange(n, dtype=i64, device=device)
-    for g in range(n_prefill):
-        size = int(table.sizes[g])
-        pos = table.positions[g, :size].expand(n, size)
-        law = _conditionals(target, "target", sequences, known, pos)
-        values = source.target_sample(law, all_rows, pos)                 # (n, size, d)
-        _commit(sequences, known, all_rows.repeat_interleave(size), pos.reshape(n * size),
-                values.reshape(n * size, d))
+    n_prefill = prefill_groups_step(target, table, source, all_rows, sequences, known,
+                                    n_prefill)
     passes += n_prefill
     prefill_passes += n_prefill
 
-    # ---- speculative rounds, each sequence at its own group index; round r of the batch is
-    # round r of every sequence still active (one target pass each).
+    # Speculative rounds, each sequence at its own group index; round r of the batch is round r
+    # of every sequence still active (one target pass each).
     g_index = torch.full((n,), n_prefill, dtype=i64, device=device)
     r = 0
     while True:
         act = torch.nonzero(g_index < G).squeeze(1)
-        n_act = int(act.numel())                                           # synchronises
-        if n_act == 0:
+        if int(act.numel()) == 0:                                          # synchronises
             break
         g_act = g_index[act]
         k = torch.clamp(G - g_act, max=gamma)                              # (A,)
-        k_max = int(k.max())
-        bonus_due = (g_act + k < G) if bonus_group else torch.zeros_like(k, dtype=torch.bool)
-        tokens = sequences[act]                                            # scratch copies
-        seen = known[act]
-
-        tok_rows, tok_pos, tok_group, tok_slot, tok_x = [], [], [], [], []
-        q_laws: list[GaussianMixture] = []
-        p_laws: list[GaussianMixture] = []
-        bonus_rows, bonus_pos, bonus_mask = [], [], []
-        bonus_laws: list[GaussianMixture] = []
-        for j in range(k_max + 1):
-            rows_t = torch.nonzero((k > j) | (bonus_due & (k == j))).squeeze(1)
-            if int(rows_t.numel()) == 0:
-                break
-            group = g_act[rows_t] + j                                      # < G
-            pos, mask = table.positions[group], table.mask[group]          # (B_t, P)
-            # One target pass scores group g+j given the draft's groups g..g+j-1 (``seen``).
-            p_law = _conditionals(target, "target", tokens[rows_t], seen[rows_t], pos)
-            is_draft = k[rows_t] > j
-            loc_d = torch.nonzero(is_draft).squeeze(1)
-            loc_b = torch.nonzero(~is_draft).squeeze(1)
-            if int(loc_b.numel()):
-                bonus_rows.append(rows_t[loc_b])
-                bonus_pos.append(pos[loc_b])
-                bonus_mask.append(mask[loc_b])
-                bonus_laws.append(p_law.index_batch(loc_b))
-            if int(loc_d.numel()) == 0:
-                continue
-            rows_d, pos_d = rows_t[loc_d], pos[loc_d]
-            q_law = _conditionals(draft, "draft", tokens[rows_d], seen[rows_d], pos_d)
-            x = source.draft_sample(q_law, act[rows_d], r, j)               # (B_d, P, d)
-            b_i, s_i = torch.nonzero(mask[loc_d], as_tuple=True)          # valid slots only
-            flat_rows, flat_pos, flat_x = rows_d[b_i], pos_d[b_i, s_i], x[b_i, s_i]
-            tokens[flat_rows, flat_pos] = flat_x
-            seen[flat_rows, flat_pos] = True
-            tok_rows.append(flat_rows)
-            tok_pos.append(flat_pos)
-            tok_group.append(torch.full_like(flat_rows, j))
-            tok_slot.append(s_i)
-            tok_x.append(flat_x)
-            q_laws.append(q_law.index_batch((b_i, s_i)))
-            p_laws.append(p_law.index_batch((loc_d[b_i], s_i)))
-
-        # ---- verification of every drafted token of the round at once.
-        rows_all, pos_all = torch.cat(tok_rows), torch.cat(tok_pos)
-        group_all, slot_all, x_all = torch.cat(tok_group), torch.cat(tok_slot), torch.cat(tok_x)
-        q_all, p_all = _cat_mixtures(q_laws), _cat_mixtures(p_laws)
-        u = source.accept_uniforms(act[rows_all], r, group_all, slot_all)
-        log_ratio = log_acceptance_ratio(q_all, p_all, x_all)
-        ok = accept_from_uniforms(log_ratio, u)
-        # First group with a rejection, per sequence (k where none).
-        first_bad = k.clone().scatter_reduce(0, rows_all[~ok], group_all[~ok], reduce="amin")
-        keep = torch.nonzero(group_all <= first_bad[rows_all]).squeeze(1)
-        q_keep, p_keep = q_all.index_batch(keep), p_all.index_batch(keep)
-        method = resolve_residual_method(residual, q_keep, p_keep)
-        seq_keep, pos_keep = act[rows_all[keep]], pos_all[keep]
-        stream, residual_rows = source.residual(seq_keep, pos_keep)
-        with nullcontext() if residual_rows is None else global_rows(residual_rows):
-            out = resample_rejected_from_noise(q_keep, p_keep, x_all[keep], ok[keep], stream,
-                                               method=method, max_trials=source.max_trials)
-        _commit(sequences, known, seq_keep, pos_keep, out.samples)
-        if trace is not None:
-            trace.record_round(seq_keep, r, group_all[keep], slot_all[keep], pos_keep,
-                               ok[keep], log_ratio[keep], q_keep, p_keep, out.trials)
-
-        # ---- bonus groups of the sequences whose drafted groups all passed.
-        all_passed = first_bad == k
-        got_bonus = all_passed & bonus_due
-        if bonus_laws:
-            rows_b = torch.cat(bonus_rows)
-            chosen = torch.nonzero(got_bonus[rows_b]).squeeze(1)
-            if int(chosen.numel()):
-                law_b = _cat_mixtures(bonus_laws).index_batch(chosen)     # (B_b, P)
-                seq_b, pos_b = act[rows_b[chosen]], torch.cat(bonus_pos)[chosen]
-                values = source.target_sample(law_b, seq_b, pos_b)
-                b_i, s_i = torch.nonzero(torch.cat(bonus_mask)[chosen], as_tuple=True)
-                _commit(sequences, known, seq_b[b_i], pos_b[b_i, s_i], values[b_i, s_i])
-
-        # ---- counters and pace.
-        advance = torch.where(all_passed, k, first_bad + 1) + got_bonus.to(torch.int64)
-        g_index[act] = g_act + advance
+        drafted = draft_step(draft, table, source, act, r, g_act, k, sequences, known)
+        scored = score_step(target, table, drafted, known, bonus_group)
+        accepted = verify_step(source, drafted, scored, sequences, known, residual, trace)
+        got_bonus = bonus_step(source, drafted, scored, accepted, sequences, known).to(i64)
+        g_index[act] = g_act + torch.where(accepted == k, k, accepted + 1) + got_bonus
         passes[act] += 1
-        drafted[act] += k
-        accepted_groups[act] += first_bad
-        bonuses[act] += got_bonus.to(torch.int64)
+        drafted_groups[act] += k
+        accepted_groups[act] += accepted
+        bonuses[act] += got_bonus
         r += 1
 
     return ARDecodeResult(sequences=sequences, target_passes=passes,
-                          prefill_passes=prefill_passes, drafted_groups=drafted,
+                          prefill_passes=prefill_passes, drafted_groups=drafted_groups,
                           accepted_groups=accepted_groups, bonus_groups=bonuses, num_groups=G)

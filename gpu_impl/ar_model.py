@@ -1,9 +1,11 @@
-"""AR models batched over sequences, the padded schedule and the decoding options, for
-``gpu_impl.ar`` (docs/algorithms.md §5).
+"""The AR model interface batched over sequences, the padded group schedule, the test model and
+the decoding options of ``gpu_impl.ar`` (docs/algorithms.md §5).
 
-``ARModel`` is the interface the batched decoder needs (conditionals of the next tokens given
-the known ones, for a batch of sequences); ``MixtureARModel`` is the deterministic test model of
-``cspd_ref.ar.MixtureARModel`` on tensors; ``GroupTable`` is a ``GroupSchedule`` as padded
+Twin of ``cspd_ref.ar_model`` (same order): ``ARModel`` is the interface the batched decoder
+needs (conditionals of the next tokens given the known ones, for a batch of sequences);
+``GroupTable`` is the reference's ``GroupSchedule`` (the same idea: the generation order) built
+into padded tensors, so that sequences at different group indices gather their group at once;
+``MixtureARModel`` is the deterministic test model of ``cspd_ref.ar_model.MixtureARModel`` on
 tensors; ``check_decode_options`` validates gamma, prefill, bonus and residual. All are
 re-exported by ``gpu_impl.ar``.
 """
@@ -17,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from cspd_ref.ar_model import GroupSchedule
 from gpu_impl.distributions import GaussianMixture
 from gpu_impl.speculative import RESIDUAL_METHODS
 from gpu_impl.validation import (
@@ -30,8 +33,15 @@ from gpu_impl.validation import (
     same_device,
 )
 
-__all__ = ["ARModel", "GroupTable", "MixtureARModel", "check_decode_options", "prefill_groups",
-           "require_ar_model", "require_prefill"]
+__all__ = [
+    "ARModel",
+    "GroupTable",
+    "MixtureARModel",
+    "check_decode_options",
+    "prefill_groups",
+    "require_ar_model",
+    "require_prefill",
+]
 
 
 # --------------------------------------------------------------------- the model interface
@@ -83,6 +93,60 @@ def require_ar_model(model: Any, name: str) -> ARModel:
     return model
 
 
+# --------------------------------------------------------------------- the padded schedule
+@dataclass(frozen=True)
+class GroupTable:
+    """The group schedule as padded tensors: the reference's ``GroupSchedule`` (one order for
+    every sequence) built into tables, so that sequences at different group indices can
+    gather their current group in one indexing operation.
+
+    Attributes:
+        positions: ``(G, P)`` int64, ``P`` the largest group size; row ``g`` lists group ``g``'s
+            positions in schedule order, then repeats its first position as padding.
+        mask: ``(G, P)`` bool, False at padding slots.
+        sizes: ``(G,)`` int64 group sizes.
+        seq_len: ``L``.
+    """
+
+    positions: Tensor
+    mask: Tensor
+    sizes: Tensor
+    seq_len: int
+
+    @classmethod
+    def from_schedule(cls, schedule: Any, device: torch.device | str = "cpu") -> GroupTable:
+        """Build from a ``cspd_ref.ar.GroupSchedule`` on ``device``."""
+        if not isinstance(schedule, GroupSchedule):
+            raise ValueError(f"schedule: expected a cspd_ref.ar.GroupSchedule, got "
+                             f"{type(schedule).__name__}")
+        dev = require_device(device)
+        width = max(len(group) for group in schedule.groups)
+        rows = [list(group) + [group[0]] * (width - len(group)) for group in schedule.groups]
+        sizes = [len(group) for group in schedule.groups]
+        positions = torch.tensor(rows, dtype=torch.int64, device=dev)
+        mask = (torch.arange(width, device=dev)[None, :]
+                < torch.tensor(sizes, dtype=torch.int64, device=dev)[:, None])
+        return cls(positions=positions, mask=mask,
+                   sizes=torch.tensor(sizes, dtype=torch.int64, device=dev),
+                   seq_len=schedule.seq_len)
+
+    @property
+    def num_groups(self) -> int:
+        """Number of groups G."""
+        return int(self.positions.shape[0])
+
+    @property
+    def max_group_size(self) -> int:
+        """Padded width P."""
+        return int(self.positions.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the tables."""
+        return self.positions.device
+
+
+# --------------------------------------------------------------------- the test model
 class MixtureARModel:
     """The deterministic AR test model of ``cspd_ref.ar.MixtureARModel``, batched
     (docs/contract.md §2).
@@ -239,60 +303,6 @@ class MixtureARModel:
         scales = self.base_scales[positions] * torch.exp(
             self.scale_coupling * torch.tanh(level))[..., None, None]        # (B, m, K, d)
         return GaussianMixture(weights, means, scales, validate_args=False)
-
-
-# --------------------------------------------------------------------- the padded schedule
-@dataclass(frozen=True)
-class GroupTable:
-    """A ``GroupSchedule`` as padded tensors, so that sequences at different group indices can
-    gather their current group in one indexing operation.
-
-    Attributes:
-        positions: ``(G, P)`` int64, ``P`` the largest group size; row ``g`` lists group ``g``'s
-            positions in schedule order, then repeats its first position as padding.
-        mask: ``(G, P)`` bool, False at padding slots.
-        sizes: ``(G,)`` int64 group sizes.
-        seq_len: ``L``.
-    """
-
-    positions: Tensor
-    mask: Tensor
-    sizes: Tensor
-    seq_len: int
-
-    @classmethod
-    def from_schedule(cls, schedule: Any, device: torch.device | str = "cpu") -> GroupTable:
-        """Build from a ``cspd_ref.ar.GroupSchedule`` on ``device``."""
-        from cspd_ref.ar import GroupSchedule
-
-        if not isinstance(schedule, GroupSchedule):
-            raise ValueError(f"schedule: expected a cspd_ref.ar.GroupSchedule, got "
-                             f"{type(schedule).__name__}")
-        dev = require_device(device)
-        width = max(len(group) for group in schedule.groups)
-        rows = [list(group) + [group[0]] * (width - len(group)) for group in schedule.groups]
-        sizes = [len(group) for group in schedule.groups]
-        positions = torch.tensor(rows, dtype=torch.int64, device=dev)
-        mask = (torch.arange(width, device=dev)[None, :]
-                < torch.tensor(sizes, dtype=torch.int64, device=dev)[:, None])
-        return cls(positions=positions, mask=mask,
-                   sizes=torch.tensor(sizes, dtype=torch.int64, device=dev),
-                   seq_len=schedule.seq_len)
-
-    @property
-    def num_groups(self) -> int:
-        """Number of groups G."""
-        return int(self.positions.shape[0])
-
-    @property
-    def max_group_size(self) -> int:
-        """Padded width P."""
-        return int(self.positions.shape[1])
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the tables."""
-        return self.positions.device
 
 
 # --------------------------------------------------------------------- decoding options

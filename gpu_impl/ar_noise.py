@@ -218,7 +218,7 @@ def draw_ar_noise(n: int, schedule: Any, dim: int, *, generator: torch.Generator
             raises in the decoder).
         dtype: floating dtype of the noise.
     """
-    from cspd_ref.ar import GroupSchedule
+    from cspd_ref.ar_model import GroupSchedule
 
     if isinstance(schedule, GroupSchedule):
         L, G = schedule.seq_len, schedule.num_groups

@@ -29,7 +29,7 @@ import torch
 from scipy import special
 
 import gpu_impl
-import gpu_impl.ar as gpu_ar
+import gpu_impl.ar_steps as gpu_ar_steps
 from cspd_ref import ar as ref_ar
 from cspd_ref.cases import ARCase
 from cspd_ref.verify import verify
@@ -185,7 +185,7 @@ def test_unequal_groups_every_position_written_exactly_once(
     schedule = ref_ar.GroupSchedule(tuple(groups))
 
     writes: Counter[tuple[int, int]] = Counter()
-    real_commit = gpu_ar._commit
+    real_commit = gpu_ar_steps._commit
 
     def spy_commit(sequences: torch.Tensor, known: torch.Tensor, rows: torch.Tensor,
                    positions: torch.Tensor, values: torch.Tensor) -> None:
@@ -194,7 +194,7 @@ def test_unequal_groups_every_position_written_exactly_once(
         writes.update(zip(rows.tolist(), positions.tolist(), strict=True))
         real_commit(sequences, known, rows, positions, values)
 
-    monkeypatch.setattr(gpu_ar, "_commit", spy_commit)
+    monkeypatch.setattr(gpu_ar_steps, "_commit", spy_commit)
     n = 300
     q = SpyModel(MixtureARModel.from_reference(draft, DEVICE, dtype))
     p = SpyModel(MixtureARModel.from_reference(target, DEVICE, dtype))

@@ -27,9 +27,12 @@ from cspd_ref.samplers import token_sampler
 ROOT = Path(__file__).resolve().parents[1]
 TWINS = [("cspd_ref.speculative", "gpu_impl.speculative"),
          ("cspd_ref.residual", "gpu_impl.residual"),
-         ("cspd_ref.samplers", "gpu_impl.samplers")]
-SAME_NAMES = TWINS[:2]
-"""Twins whose public names are the same (the sampler adapters keep their fixed names)."""
+         ("cspd_ref.ar_steps", "gpu_impl.ar_steps"),
+         ("cspd_ref.samplers", "gpu_impl.samplers"),
+         ("cspd_ref.ar_model", "gpu_impl.ar_model")]
+SAME_NAMES = TWINS[:3]
+"""Twins whose public names are the same (the sampler adapters keep their fixed names; the AR
+model modules name the schedule `GroupSchedule` / `GroupTable`, the same idea)."""
 
 GPU_ONLY_KEYWORDS = {"device", "dtype", "doubling", "noise_per_proposal"}
 RENAMED = {"generator": "rng"}
@@ -162,7 +165,8 @@ def test_docstring_examples_of_the_twins_run(name: str) -> None:
 
 OWN_FILES = ["cspd_ref/speculative.py", "cspd_ref/residual.py", "cspd_ref/samplers.py",
              "gpu_impl/speculative.py", "gpu_impl/residual.py", "gpu_impl/samplers.py",
-             "gpu_impl/ar.py", "cspd_ref/__init__.py", "gpu_impl/__init__.py"]
+             "cspd_ref/ar.py", "gpu_impl/ar.py", "cspd_ref/ar_steps.py", "gpu_impl/ar_steps.py",
+             "cspd_ref/__init__.py", "gpu_impl/__init__.py"]
 
 
 @pytest.mark.parametrize("path", OWN_FILES)
