@@ -126,6 +126,16 @@ def unequal_scale_ratio(tv: float, dim: int) -> float:
     return (lo + hi) / 2
 
 
+def configurations(dim: int) -> list[tuple[str, str, float, float, float]]:
+    """``(scales, residual method, TV, mean shift, scale ratio)`` of every configuration."""
+    out = []
+    for tv in TARGET_TVS:
+        out.append(("equal", "reflection", tv, equal_scale_shift(tv), 1.0))
+    for tv in TARGET_TVS:
+        out.append(("unequal", "batched", tv, 0.0, unequal_scale_ratio(tv, dim)))
+    return out
+
+
 def token_pair(n: int, dim: int, shift: float, scale_ratio: float, device: torch.device, *,
                generator: torch.Generator) -> tuple[GaussianMixture, GaussianMixture]:
     """Per-token draft and target (batch ``(n,)``, K = 1): random target means and scales, the
@@ -182,35 +192,30 @@ def run_benchmark(device: torch.device, sizes: Sequence[int], dim: int, warmup: 
     """Every configuration of the module docstring at copy bandwidth ``bandwidth`` (bytes/s);
     returns one ``Timing`` per row."""
     rows: list[Timing] = []
-    for scales, residual in (("equal", "reflection"), ("unequal", "batched")):
-        for tv in TARGET_TVS:
-            if scales == "equal":
-                shift, ratio = equal_scale_shift(tv), 1.0
-            else:
-                shift, ratio = 0.0, unequal_scale_ratio(tv, dim)
-            for n in sizes:
-                generator = torch.Generator(device=device).manual_seed(n)
-                draft, target = token_pair(n, dim, shift, ratio, device, generator=generator)
-                bytes_moved = 6 * n * dim * 4
-                bound_ms = bytes_moved / bandwidth * 1e3
-                samplers: list[tuple[str, Callable[[], object]]] = [
-                    ("draft only", partial(draft_only, draft, generator=generator)),
-                    (f"gpu_impl ({residual})", partial(speculative_sample, draft, target, n,
-                                                       generator, residual=residual)),
-                ]
-                if n <= naive_max_n:
-                    samplers.append(("naive", partial(naive_speculative_sample, draft, target,
-                                                      generator=generator)))
-                for name, run in samplers:
-                    ms = median_ms(run, device, warmup, repeats)
-                    row = Timing(device=str(device), sampler=name, scales=scales, tv=tv, n=n,
-                                 dim=dim, median_ms=ms, bound_ms=bound_ms,
-                                 gb_per_s=bytes_moved / (ms / 1e3) / 1e9)
-                    rows.append(row)
-                    if progress:
-                        print(f"{scales:8s} tv={tv:<6g} n={n:<9d} {name:24s} "
-                              f"{ms:10.3f} ms  {row.ratio_to_bound:8.1f}x bound", file=sys.stderr,
-                              flush=True)
+    for scales, residual, tv, shift, ratio in configurations(dim):
+        for n in sizes:
+            generator = torch.Generator(device=device).manual_seed(n)
+            draft, target = token_pair(n, dim, shift, ratio, device, generator=generator)
+            bytes_moved = 6 * n * dim * 4
+            bound_ms = bytes_moved / bandwidth * 1e3
+            samplers: list[tuple[str, Callable[[], object]]] = [
+                ("draft only", partial(draft_only, draft, generator=generator)),
+                (f"gpu_impl ({residual})", partial(speculative_sample, draft, target, n,
+                                                   generator, residual=residual)),
+            ]
+            if n <= naive_max_n:
+                samplers.append(("naive", partial(naive_speculative_sample, draft, target,
+                                                  generator=generator)))
+            for name, run in samplers:
+                ms = median_ms(run, device, warmup, repeats)
+                row = Timing(device=str(device), sampler=name, scales=scales, tv=tv, n=n,
+                             dim=dim, median_ms=ms, bound_ms=bound_ms,
+                             gb_per_s=bytes_moved / (ms / 1e3) / 1e9)
+                rows.append(row)
+                if progress:
+                    print(f"{scales:8s} tv={tv:<6g} n={n:<9d} {name:24s} "
+                          f"{ms:10.3f} ms  {row.ratio_to_bound:8.1f}x bound", file=sys.stderr,
+                          flush=True)
     return rows
 
 
@@ -229,31 +234,26 @@ def reference_timings(n: int, dim: int, warmup: int, repeats: int,
 
     rows: list[Timing] = []
     device = torch.device("cpu")
-    for scales, residual in (("equal", "reflection"), ("unequal", "batched")):
-        for tv in TARGET_TVS:
-            if scales == "equal":
-                shift, ratio = equal_scale_shift(tv), 1.0
-            else:
-                shift, ratio = 0.0, unequal_scale_ratio(tv, dim)
-            draft_t, target_t = token_pair(n, dim, shift, ratio, device,
-                                           generator=torch.Generator().manual_seed(n))
-            draft = cspd_ref.GaussianMixture(draft_t.weights.double().numpy(),
-                                             draft_t.means.double().numpy(),
-                                             draft_t.scales.double().numpy())
-            target = cspd_ref.GaussianMixture(target_t.weights.double().numpy(),
-                                              target_t.means.double().numpy(),
-                                              target_t.scales.double().numpy())
-            rng = np.random.default_rng(0)
-            floor = median_ms(partial(numpy_draft_only, draft, rng=rng), device, warmup, repeats)
-            ms = median_ms(partial(cspd_ref.speculative_sample, draft, target, n, rng,
-                                   residual=residual), device, warmup, repeats)
-            for name, value in (("draft only (NumPy)", floor), (f"cspd_ref ({residual})", ms)):
-                rows.append(Timing(device="cpu", sampler=name, scales=scales, tv=tv, n=n,
-                                   dim=dim, median_ms=value, bound_ms=floor,
-                                   gb_per_s=6 * n * dim * 8 / (value / 1e3) / 1e9))
-                if progress:
-                    print(f"{scales:8s} tv={tv:<6g} n={n:<9d} {name:24s} {value:10.3f} ms  "
-                          f"{value / floor:8.1f}x draft only", file=sys.stderr, flush=True)
+    for scales, residual, tv, shift, ratio in configurations(dim):
+        draft_t, target_t = token_pair(n, dim, shift, ratio, device,
+                                       generator=torch.Generator().manual_seed(n))
+        draft = cspd_ref.GaussianMixture(draft_t.weights.double().numpy(),
+                                         draft_t.means.double().numpy(),
+                                         draft_t.scales.double().numpy())
+        target = cspd_ref.GaussianMixture(target_t.weights.double().numpy(),
+                                          target_t.means.double().numpy(),
+                                          target_t.scales.double().numpy())
+        rng = np.random.default_rng(0)
+        floor = median_ms(partial(numpy_draft_only, draft, rng=rng), device, warmup, repeats)
+        ms = median_ms(partial(cspd_ref.speculative_sample, draft, target, n, rng,
+                               residual=residual), device, warmup, repeats)
+        for name, value in (("draft only (NumPy)", floor), (f"cspd_ref ({residual})", ms)):
+            rows.append(Timing(device="cpu", sampler=name, scales=scales, tv=tv, n=n,
+                               dim=dim, median_ms=value, bound_ms=floor,
+                               gb_per_s=6 * n * dim * 8 / (value / 1e3) / 1e9))
+            if progress:
+                print(f"{scales:8s} tv={tv:<6g} n={n:<9d} {name:24s} {value:10.3f} ms  "
+                      f"{value / floor:8.1f}x draft only", file=sys.stderr, flush=True)
     return rows
 
 
