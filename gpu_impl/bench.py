@@ -15,7 +15,9 @@ Each configuration is timed for:
   log-densities) and a residual loop over the whole batch until every row succeeds. It is exact
   while the densities do not underflow, and it is here only so the ratio is visible;
 * ``draft only`` — drawing the draft samples alone (``mean + scale * randn``), the floor of any
-  speculative sampler.
+  speculative sampler;
+* ``fused step`` (equal scales) — ``gpu_impl.fused.speculative_reflection_step`` on noise drawn
+  beforehand, eager or (``--compile``) compiled with ``torch.compile``.
 
 Timings are medians of ``--repeats`` runs after ``--warmup`` runs, with the device synchronised
 around each run. The bandwidth bound of one call is the time to read ``mean_q, scale_q, mean_p,
@@ -186,8 +188,18 @@ def naive_speculative_sample(draft: GaussianMixture, target: GaussianMixture, *,
     return out
 
 
+def fused_step_run(draft: GaussianMixture, target: GaussianMixture, step: Callable[..., Any],
+                   *, generator: torch.Generator) -> Callable[[], object]:
+    """``step`` (``gpu_impl.fused.speculative_reflection_step``, compiled or not) on noise drawn
+    once beforehand: the time of the fused sampling step itself, fed explicit noise."""
+    mean_q, mean_p, scale = draft.means[:, 0], target.means[:, 0], target.scales[:, 0]
+    normals = torch.randn(mean_q.shape, generator=generator, device=mean_q.device)
+    uniforms = torch.rand(mean_q.shape[0], generator=generator, device=mean_q.device)
+    return partial(step, mean_q, mean_p, scale, normals, uniforms)
+
+
 def run_benchmark(device: torch.device, sizes: Sequence[int], dim: int, warmup: int,
-                  repeats: int, naive_max_n: int, bandwidth: float,
+                  repeats: int, naive_max_n: int, bandwidth: float, compiled: bool = False,
                   progress: bool = True) -> list[Timing]:
     """Every configuration of the module docstring at copy bandwidth ``bandwidth`` (bytes/s);
     returns one ``Timing`` per row."""
@@ -203,6 +215,14 @@ def run_benchmark(device: torch.device, sizes: Sequence[int], dim: int, warmup: 
                 (f"gpu_impl ({residual})", partial(speculative_sample, draft, target, n,
                                                    generator, residual=residual)),
             ]
+            if scales == "equal":
+                from gpu_impl.fused import speculative_reflection_step
+
+                step = (torch.compile(speculative_reflection_step, dynamic=False) if compiled
+                        else speculative_reflection_step)
+                label = "fused step" + (" (compiled)" if compiled else " (eager)")
+                samplers.append((f"{label}, noise given",
+                                 fused_step_run(draft, target, step, generator=generator)))
             if n <= naive_max_n:
                 samplers.append(("naive", partial(naive_speculative_sample, draft, target,
                                                   generator=generator)))
@@ -276,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true",
+                        help="time the fused reflection step compiled with torch.compile "
+                             "(default: eager)")
     parser.add_argument("--naive-max-n", type=int, default=262_144,
                         help="run the naive baseline only up to this n (it is slow)")
     parser.add_argument("--json", action="store_true", help="rows as JSON on stdout")
@@ -293,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(args.device)
     bandwidth = copy_bandwidth(device, args.warmup, args.repeats)
     rows = run_benchmark(device, args.sizes, args.dim, args.warmup, args.repeats,
-                         args.naive_max_n, bandwidth)
+                         args.naive_max_n, bandwidth, compiled=args.compile)
     if args.json:
         print(json.dumps({"copy_bandwidth_gb_per_s": bandwidth / 1e9,
                           "torch": torch.__version__,

@@ -20,7 +20,8 @@ def test_benchmark_runs_every_configuration_at_a_tiny_size(
     assert {(r["scales"], r["tv"]) for r in rows} == {
         (s, tv) for s in ("equal", "unequal") for tv in bench.TARGET_TVS}
     assert {r["sampler"] for r in rows} == {"draft only", "gpu_impl (reflection)",
-                                            "gpu_impl (batched)", "naive"}
+                                            "gpu_impl (batched)", "naive",
+                                            "fused step (eager), noise given"}
     assert all(r["median_ms"] > 0 and r["bound_ms"] > 0 for r in rows)
 
 
