@@ -58,7 +58,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from cspd_ref.testing import ledger_in_this_process, record_statistical_assertion
+from cspd_ref.testing import record_statistical_assertion
 
 GATE_ALPHA = 1e-4
 PLANNED_EXACT_CALLS = 200
@@ -87,16 +87,3 @@ def record_exact_call() -> None:
     """Count one exact-sampler statistical assertion (one unit of ``CALL_ALPHA``) in this
     process, in the ledger of ``cspd_ref.testing`` that the cspd pytest plugin adds up."""
     record_statistical_assertion(CALL_ALPHA)
-
-
-def exact_calls_in_this_process() -> int:
-    """How many statistical assertions this Python process recorded (monotone)."""
-    return ledger_in_this_process().count
-
-
-def false_alarm_bound(count: int) -> float:
-    """The union bound ``count * CALL_ALPHA`` on the probability that ``count`` units flag an
-    exact sampler."""
-    if count < 0:
-        raise ValueError(f"count: must be >= 0, got {count}")
-    return count * CALL_ALPHA

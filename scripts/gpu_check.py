@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import cspd_ref  # noqa: E402
 import gpu_impl  # noqa: E402
 from gpu_impl import diffusion_sampling as gd  # noqa: E402
+from gpu_impl.bench import median_ms, synchronize  # noqa: E402
 from gpu_impl.testing import init_linear_layers_  # noqa: E402
 
 TEST_FILES = ["tests/test_gpu_differential.py", "tests/test_gpu_sync_free.py",
@@ -61,24 +61,11 @@ class Report:
         self.add(f"**FAILED**: {what}")
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], object], device: torch.device, reps: int, warmup: int = 2
           ) -> float:
-    """Median wall time of ``fn`` in seconds (device synchronised around each call)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of ``fn`` in seconds (``gpu_impl.bench.median_ms``: the device is
+    synchronised around each call)."""
+    return median_ms(fn, device, warmup, reps) / 1e3
 
 
 def run_tests(report: Report) -> None:
@@ -225,7 +212,7 @@ def bench_diffusion(report: Report, n: int, d: int, hidden: int, T: int, reps: i
             with torch.no_grad():
                 eager = denoise()
             graph.replay()
-            sync(dev)
+            synchronize(dev)
             same = all(torch.equal(a, b) for a, b in zip(static, eager, strict=True))
             if not same:
                 report.fail("CUDA-graph replay differs from eager denoising")

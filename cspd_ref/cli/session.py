@@ -122,10 +122,6 @@ def check_sample_size(cases: Sequence[Any], n: int | None, alpha: float, tier: s
         CliError: naming the smallest admissible n.
     """
     if n is None:
-        from cspd_ref.verify import TIERS
-
-        if tier not in TIERS:
-            raise CliError(f"--tier: expected one of {sorted(TIERS)}, got {tier!r}")
         return
     from cspd_ref.verify import DEFAULT_PROJECTIONS, TIERS, minimum_sample_size, plan_for
 
