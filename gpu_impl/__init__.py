@@ -12,7 +12,9 @@ tests/test_validation.py); ``ar`` and ``ar_noise`` mirror theirs; ``ar_model`` h
 padded ``GroupTable`` (``cspd_ref`` keeps its one-sequence ``ARModel`` and ``GroupSchedule`` in
 ``ar``). Plus ``diffusion_health`` (the synchronisation-free fault check of the denoising loops,
 which the reference does not need) and ``samplers`` (``as_sampler``, ``as_ar_sampler``, the
-contract of docs/contract.md). ``ResidualBudgetExceeded`` is ``cspd_ref.ResidualBudgetExceeded``
+contract of docs/contract.md), ``fused`` and ``bench`` (the compilable reflection step and the
+sampler benchmark) and the subpackage ``mar_toy`` (a MAR-style generator and the end-to-end
+benchmark, docs/mar_toy.md). ``ResidualBudgetExceeded`` is ``cspd_ref.ResidualBudgetExceeded``
 (one class for both).
 
 Public names: ``as_sampler``, ``as_ar_sampler``; ``GaussianMixture``, ``DiagGaussian``,
