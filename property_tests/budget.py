@@ -32,12 +32,13 @@ as in a single-process run. Today's ``pytest``: in ``property_tests/``, 134 quic
 4 full-tier ``verify`` calls and 1 pass-count test; in ``tests/``, 7 units of
 ``test_gpu_distribution.py`` (5 float32/float64 test functions, 2 half-precision tests) and 4 of
 ``test_gpu_ar.py`` (3 ``verify`` calls and the exact pass-count test), 1 of
-``test_ar_from_noise.py`` (the from-noise AR decoder) and 1 of ``test_fused.py`` (the compiled
-fused reflection sampler): 152 units, 152 x 5e-7 = 7.6e-5.
+``test_ar_from_noise.py`` (the from-noise AR decoder), 1 of ``test_fused.py`` (the compiled
+fused reflection sampler) and 1 of ``test_mar_toy.py`` (the MAR toy's two-sample battery): 153
+units, 153 x 5e-7 = 7.65e-5.
 ``examples/`` and the ``cspd_ref.testing`` doctest add 9 assertions at 1e-6 of their own
 (``cspd_ref.testing.assert_equivalent``: 6 in the outside-user test file, 2 in the JAX port, 1
-in the doctest), so a whole run measured 161 assertions and a bound of 7.6e-5 + 9e-6 =
-8.5e-5 <= 1e-4, with ``pytest`` and ``pytest -n 2`` alike (the plugin prints the exact figure
+in the doctest), so a whole run measured 162 assertions and a bound of 7.65e-5 + 9e-6 =
+8.55e-5 <= 1e-4, with ``pytest`` and ``pytest -n 2`` alike (the plugin prints the exact figure
 at the end of every run, since Hypothesis-driven tests may make a data-dependent number of calls).
 
 Not units of the budget: power assertions ("this known-bad sampler is flagged", ``assert_flagged``

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every CUDA figure of BENCHMARKS.md's performance sections in one prepared run, for a session
-# that is lent a GPU (about 10 minutes on an H100/H200; no install: PYTHONPATH=repo root).
+# that is lent a GPU (no install: PYTHONPATH=repo root). Sized for one 10-minute device call, but
+# not yet run on a GPU: no device was lent when it was written; the CPU dry run below takes 43 s.
 #
 #   bash scripts/bench_gpu.sh                      # CUDA: kernels at 16,384 / 262,144 /
 #                                                  # 4,194,304 tokens, then the MAR toy
