@@ -12,16 +12,16 @@
    and after each of the others (on a shared CPU the machine's speed drifts by tens of percent
    within a minute). Times are medians over the repeats; every ratio is the median over the
    repeats of the ratio to the adjacent target-only runs; the acceptance ``a`` pools all
-   repeats. The speed-up that counts is against the
-   best target-only time over the head modes; the theoretical speed-up is
-   ``(1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))`` (SPEC §4) on the groups after the prefill,
-   ``G / (P + (G - P) / S)`` in all, with the measured ``a`` and the same mode's ``c``; the
-   efficiency is measured over theoretical, both against the same mode's target-only time.
+   repeats. The speed-up that counts is against the best target-only time over the head modes;
+   the theoretical speed-up is ``S = (1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))``
+   (docs/algorithms.md §5.3) on the groups after the prefill, ``G / (P + (G - P) / S)`` in all,
+   with the measured ``a`` and the same mode's ``c``; the efficiency is measured over
+   theoretical, both against the same mode's target-only time.
 3. **Battery** (``--battery N``): ``N`` images from ``speculative_generate`` and ``N`` from
    ``target_generate`` (independent noise), flattened to vectors ``(N, grid^2 d)``, compared by
-   ``two_sample_battery`` at family-wise level ``--alpha``; and, to show that the battery can
+   ``two_sample_battery`` at family-wise level ``--alpha``; and, to show whether the battery can
    see a wrong law at this ``N``, the draft's own images against the target's (a sampler that
-   accepts every draft).
+   accepts every draft). If those are not flagged either, a pass says little on this pair.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ PRESETS = {
 
 def theoretical_speedup(acceptance: float, gamma: int, cost_ratio: float,
                         prefill_groups: int = 0, num_groups: int | None = None) -> float:
-    """``S = (1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))`` (SPEC §4; ``gamma + 1`` when
-    ``a = 1``), and with ``P`` prefilled groups of ``G`` (generated at target-only speed)
-    ``G / (P + (G - P) / S)``.
+    """``S = (1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))`` (docs/algorithms.md §5.3;
+    ``gamma + 1`` when ``a = 1``), and with ``P`` prefilled groups of ``G`` (generated at
+    target-only speed) ``G / (P + (G - P) / S)``.
 
     Examples:
         >>> round(theoretical_speedup(0.8, 3, 0.1), 3)

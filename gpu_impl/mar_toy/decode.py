@@ -1,5 +1,5 @@
 """Target-only and speculative generation with the MAR-style toy, as pure functions of explicit
-noise (docs/mar_toy.md §4; SPEC §3 and §4).
+noise (docs/mar_toy.md §4; docs/algorithms.md §4.2, §5).
 
 **Noise** (``MARNoise``), indexed by (image, order position): the start ``x_T``, the steps
 ``eps_T .. eps_1`` and one acceptance uniform per token. Whichever chain draws the token at a
@@ -26,9 +26,10 @@ so it is still independent of everything kept.
 Given the shared noises, each accepted-or-reflected token follows the target's last step; the
 shared noises are those of a genuine target trajectory, so every kept token follows the
 target's conditional given the kept earlier groups, and the output follows the target-only
-generator's law exactly (SPEC §3, §4). ``tests/test_mar_toy.py`` checks the decoders on shared
-noise (a draft equal to the target reproduces target-only generation), and
-``python -m gpu_impl.mar_toy.bench --battery`` runs the two-sample battery.
+generator's law exactly (docs/algorithms.md §4.2, §5.2). ``tests/test_mar_toy.py`` checks
+the decoders on shared noise (a draft equal to the target reproduces target-only generation),
+and
+``python -m gpu_impl.mar_toy.bench --battery N`` runs the two-sample battery.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class GenerationStats:
     ``groups_examined`` counts drafted groups whose acceptance was decided (up to and including
     the first rejected group of a round); ``groups_accepted`` those wholly accepted, so
     ``acceptance = groups_accepted / groups_examined`` estimates the per-group acceptance ``a``
-    of SPEC §4."""
+    of docs/algorithms.md §5.3."""
 
     draft_passes: int = 0
     target_passes: int = 0

@@ -8,8 +8,8 @@ token goes. Content tokens of group ``g`` attend to BOS and to content of groups
 query for a position of group ``g`` attends to BOS, to content of groups ``< g`` and to itself,
 and nothing attends to queries. So the output at a query depends on the tokens of earlier groups
 only: one pass over a sequence holding drafted groups ``g .. g+gamma-1`` scores every drafted
-group given the draft's earlier groups, and yields the next group's conditionals (SPEC §4 point
-2, docs/algorithms.md §5). Tokens not generated yet are zeros; they are visible only to later
+group given the draft's earlier groups, and yields the next group's conditionals (docs/algorithms.md
+§5.2). Tokens not generated yet are zeros; they are visible only to later
 groups, which the decoders never read.
 
 **Diffusion head** (``DiffusionHead``). DDPM with ``T`` steps, epsilon prediction conditioned on
