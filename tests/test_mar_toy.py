@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,6 +125,25 @@ def test_decoders_refuse_mismatched_inputs() -> None:
     other = seeded_model(MARToyConfig(**{**TINY.__dict__, "num_groups": 3}), 0)
     with pytest.raises(ValueError, match="draft"):
         speculative_generate(other, model, order, noise, gamma=1)
+    with pytest.raises(ValueError, match="draft"):
+        speculative_generate(model.float(), seeded_model(TINY, 0), order, noise, gamma=1)
+
+
+def test_decoders_refuse_bad_orders_and_noise() -> None:
+    model = seeded_model(TINY, 0)
+    order, noise = batch(model, 2, 0)
+    repeated = order.clone()
+    repeated[0, 1] = repeated[0, 0]
+    with pytest.raises(ValueError, match="permutation"):
+        target_generate(model, repeated, noise)
+    with pytest.raises(ValueError, match="int64"):
+        target_generate(model, order.int(), noise)
+    with pytest.raises(ValueError, match="starts"):
+        target_generate(model, order, replace(noise, starts=noise.starts.float()))
+    with pytest.raises(ValueError, match="eps"):
+        target_generate(model, order, replace(noise, eps=noise.eps[1:]))
+    with pytest.raises(ValueError, match=r"noise\.accept_uniforms"):
+        target_generate(model, order, replace(noise, accept_uniforms=noise.accept_uniforms + 1))
 
 
 def test_to_image_space_inverts_the_order() -> None:

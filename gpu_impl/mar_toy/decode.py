@@ -43,7 +43,11 @@ from gpu_impl.ar_model import prefill_groups, require_prefill
 from gpu_impl.fused import speculative_reflection_step
 from gpu_impl.mar_toy.model import GroupCausalTransformer, MARToy
 from gpu_impl.mar_toy.schedule import GroupLayout
-from gpu_impl.validation import require_generator, require_int
+from gpu_impl.validation import (
+    require_generator,
+    require_half_open_unit_interval,
+    require_int,
+)
 
 __all__ = ["GenerationStats", "MARNoise", "draw_mar_noise", "speculative_generate",
            "target_generate", "to_image_space"]
@@ -135,19 +139,30 @@ def _target_group_step(model: MARToy, layout: GroupLayout, tokens: Tensor, order
 
 
 def _require_inputs(model: MARToy, order: Tensor, noise: MARNoise) -> None:
+    """Shapes, devices and dtypes of ``order`` and ``noise`` against ``model``; ``order`` a
+    permutation per image; the acceptance uniforms in [0, 1) (two synchronisations)."""
     c = model.config
-    b = order.shape[0]
-    if order.ndim != 2 or order.shape[1] != c.num_tokens:
-        raise ValueError(f"order: expected shape (B, {c.num_tokens}), got {tuple(order.shape)}")
-    expected = (b, c.num_tokens, c.token_dim)
-    if tuple(noise.starts.shape) != expected:
-        raise ValueError(f"noise: starts of shape {expected} expected, got "
-                         f"{tuple(noise.starts.shape)}")
-    if tuple(noise.eps.shape) != (c.diffusion_steps, *expected):
-        raise ValueError(f"noise: eps of shape {(c.diffusion_steps, *expected)} expected, got "
-                         f"{tuple(noise.eps.shape)}")
-    if tuple(noise.accept_uniforms.shape) != expected[:2]:
-        raise ValueError(f"noise: accept_uniforms of shape {expected[:2]} expected")
+    ref = model.transformer.position
+    if not isinstance(order, Tensor) or order.ndim != 2 or order.shape[1] != c.num_tokens:
+        raise ValueError(f"order: expected a tensor of shape (B, {c.num_tokens}), got "
+                         f"{getattr(order, 'shape', type(order).__name__)}")
+    if order.dtype != torch.long or order.device != ref.device:
+        raise ValueError(f"order: expected int64 on {ref.device}, got {order.dtype} on "
+                         f"{order.device}")
+    positions = torch.arange(c.num_tokens, device=order.device)
+    if not bool((torch.sort(order, dim=1).values == positions).all()):
+        raise ValueError("order: every row must be a permutation of the image positions")
+    expected = (order.shape[0], c.num_tokens, c.token_dim)
+    for name, value, shape in (("starts", noise.starts, expected),
+                               ("eps", noise.eps, (c.diffusion_steps, *expected)),
+                               ("accept_uniforms", noise.accept_uniforms, expected[:2])):
+        if tuple(value.shape) != shape:
+            raise ValueError(f"noise: {name} of shape {shape} expected, got "
+                             f"{tuple(value.shape)}")
+        if value.dtype != ref.dtype or value.device != ref.device:
+            raise ValueError(f"noise: {name} must be {ref.dtype} on {ref.device} (the model's), "
+                             f"got {value.dtype} on {value.device}")
+    require_half_open_unit_interval(noise.accept_uniforms, "noise.accept_uniforms")
 
 
 @torch.no_grad()
@@ -179,6 +194,10 @@ def speculative_generate(draft: MARToy, target: MARToy, order: Tensor, noise: MA
     pre = require_prefill(prefill)
     if draft.config != target.config:
         raise ValueError("draft: must share the target's MARToyConfig (grid, groups, head steps)")
+    q, p = draft.transformer.position, target.transformer.position
+    if q.device != p.device or q.dtype != p.dtype:
+        raise ValueError(f"draft: must be on the target's device and dtype ({p.device}, "
+                         f"{p.dtype}), got {q.device}, {q.dtype}")
     _require_inputs(target, order, noise)
     layout = target.config.layout()
     num_groups = layout.num_groups
