@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -52,6 +52,9 @@ from gpu_impl.mar_toy.decode import (
 from gpu_impl.mar_toy.model import MARToy, MARToyConfig
 from gpu_impl.mar_toy.schedule import random_orders
 from gpu_impl.mar_toy.training import distil_draft, train_target
+
+if TYPE_CHECKING:
+    from cspd_ref.stats import CheckResult
 
 __all__ = ["build_pair", "load_pair", "main", "save_pair", "theoretical_speedup",
            "two_sample_battery"]
@@ -249,7 +252,7 @@ def generate_images(kind: str, draft: MARToy, target: MARToy, n: int, batch: int
 
 
 def two_sample_battery(x: np.ndarray, y: np.ndarray, *, generator: np.random.Generator,
-                       n_projections: int = 16, n_axes: int = 16) -> list[Any]:
+                       n_projections: int = 16, n_axes: int = 16) -> list[CheckResult]:
     """Checks of "the rows of ``x`` and of ``y`` are iid from one law": exact two-sample KS on
     the first ``n_axes`` coordinates and on ``n_projections`` random unit directions, and the
     MMD test by betting on the whole vectors (``cspd_ref.stats``; ``generator`` draws the
@@ -273,6 +276,9 @@ def two_sample_battery(x: np.ndarray, y: np.ndarray, *, generator: np.random.Gen
 def battery_verdicts(draft: MARToy, target: MARToy, n: int, batch: int, gamma: int,
                      alpha: float, seed: int,
                      progress: Callable[[str], None]) -> dict[str, Any]:
+    """``two_sample_battery`` of ``n`` speculative images, then of ``n`` draft-only images,
+    each against the same ``n`` target-only images, Holm at ``alpha``: whether each is flagged,
+    the smallest adjusted p-value, its check, and the largest floor (``min_pvalue``)."""
     from cspd_ref.stats import holm
 
     reference = generate_images("target", draft, target, n, batch, seed, gamma, progress)
