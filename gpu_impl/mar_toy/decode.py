@@ -91,7 +91,8 @@ class GenerationStats:
     ``groups_examined`` counts drafted groups whose acceptance was decided (up to and including
     the first rejected group of a round); ``groups_accepted`` those wholly accepted, so
     ``acceptance = groups_accepted / groups_examined`` estimates the per-group acceptance ``a``
-    of docs/algorithms.md §5.3."""
+    of docs/algorithms.md §5.3. ``tokens_rejected`` counts rejected tokens among those kept;
+    ``per_round_rows`` is the number of images still generating at each round."""
 
     draft_passes: int = 0
     target_passes: int = 0
