@@ -15,22 +15,19 @@ import torch
 from cspd_ref.stats import holm
 from gpu_impl.mar_toy import bench
 from gpu_impl.mar_toy.decode import (
-    draw_mar_noise,
     speculative_generate,
     target_generate,
     to_image_space,
 )
 from gpu_impl.mar_toy.model import MARToy, MARToyConfig
-from gpu_impl.mar_toy.schedule import GroupLayout, cosine_group_sizes, random_orders
+from gpu_impl.mar_toy.schedule import GroupLayout, cosine_group_sizes
 from property_tests.budget import CALL_ALPHA, record_exact_call, statistical_seed
 
 TINY = bench.PRESETS["tiny"]
 
 
 def seeded_model(config: MARToyConfig, seed: int, dtype: torch.dtype = torch.float64) -> MARToy:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MARToy(config).to(dtype).eval()
+    return MARToy.seeded(config, seed=seed).to(dtype).eval()
 
 
 def perturbed_draft(target: MARToy, scale: float, seed: int) -> MARToy:
@@ -41,12 +38,6 @@ def perturbed_draft(target: MARToy, scale: float, seed: int) -> MARToy:
         for p in draft.transformer.parameters():
             p.add_(scale * torch.randn(p.shape, generator=generator, dtype=p.dtype))
     return draft
-
-
-def batch(model: MARToy, b: int, seed: int) -> tuple[torch.Tensor, object]:
-    generator = torch.Generator().manual_seed(seed)
-    order = random_orders(b, model.config.num_tokens, generator=generator)
-    return order, draw_mar_noise(b, model, generator=generator)
 
 
 @pytest.mark.parametrize(("tokens", "groups"), [(16, 4), (64, 16), (64, 32), (256, 64), (7, 7)])
@@ -68,12 +59,24 @@ def test_layout_positions_are_the_groups_ranges() -> None:
     assert positions.tolist() == [3, 4, 5, 0, 1, 2]
 
 
+def test_seeded_models_neither_read_nor_change_the_global_generator() -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        first = MARToy.seeded(TINY, seed=5)
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.manual_seed(456)
+        second = MARToy.seeded(TINY, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                 second.state_dict().values(), strict=True))
+
+
 def test_queries_see_only_earlier_groups() -> None:
     """Changing the tokens of group g or later leaves the conditioning of group g unchanged
     (exactly); changing an earlier group's token changes it."""
     model = seeded_model(TINY, 0)
     layout = TINY.layout()
-    order, _ = batch(model, 3, 1)
+    order, _ = bench.seeded_batch(model, 3, 1)
     tokens = torch.randn((3, TINY.num_tokens, TINY.token_dim), dtype=torch.float64)
     g = 2
     start = layout.starts[g]
@@ -94,7 +97,7 @@ def test_a_draft_equal_to_the_target_reproduces_target_only_generation(gamma: in
     """On shared noise, every draft is accepted and the speculative tokens are the target-only
     tokens (float64; the passes differ only in their padding of the queries)."""
     model = seeded_model(TINY, 0)
-    order, noise = batch(model, 5, 2)
+    order, noise = bench.seeded_batch(model, 5, 2)
     expected, _ = target_generate(model, order, noise)
     tokens, stats = speculative_generate(model, model, order, noise, gamma=gamma,
                                          prefill=prefill)
@@ -105,7 +108,7 @@ def test_a_draft_equal_to_the_target_reproduces_target_only_generation(gamma: in
 def test_speculative_counts_are_consistent() -> None:
     target = seeded_model(TINY, 0)
     draft = perturbed_draft(target, 0.001, 1)
-    order, noise = batch(target, 32, 3)
+    order, noise = bench.seeded_batch(target, 32, 3)
     tokens, stats = speculative_generate(draft, target, order, noise, gamma=2)
     assert bool(torch.isfinite(tokens).all())
     assert 0 < stats.groups_accepted < stats.groups_examined
@@ -115,7 +118,7 @@ def test_speculative_counts_are_consistent() -> None:
 
 def test_decoders_refuse_mismatched_inputs() -> None:
     model = seeded_model(TINY, 0)
-    order, noise = batch(model, 2, 0)
+    order, noise = bench.seeded_batch(model, 2, 0)
     with pytest.raises(ValueError, match="gamma"):
         speculative_generate(model, model, order, noise, gamma=0)
     with pytest.raises(ValueError, match="prefill"):
@@ -131,7 +134,7 @@ def test_decoders_refuse_mismatched_inputs() -> None:
 
 def test_decoders_refuse_bad_orders_and_noise() -> None:
     model = seeded_model(TINY, 0)
-    order, noise = batch(model, 2, 0)
+    order, noise = bench.seeded_batch(model, 2, 0)
     repeated = order.clone()
     repeated[0, 1] = repeated[0, 0]
     with pytest.raises(ValueError, match="permutation"):
@@ -153,12 +156,8 @@ def test_to_image_space_inverts_the_order() -> None:
 
 
 def images(kind: str, draft: MARToy, target: MARToy, n: int, seed: int) -> np.ndarray:
-    order, noise = batch(target, n, seed)
-    if kind == "speculative":
-        tokens, _ = speculative_generate(draft, target, order, noise, gamma=2)
-    else:
-        tokens, _ = target_generate(draft if kind == "draft" else target, order, noise)
-    return to_image_space(tokens, order).reshape(n, -1).numpy()
+    """``n`` images from ``kind`` as one seeded batch (``bench.generate_images``), gamma 2."""
+    return bench.generate_images(kind, draft, target, n, n, seed, 2, progress=lambda _: None)
 
 
 def test_speculative_output_passes_the_two_sample_battery_and_the_draft_does_not() -> None:

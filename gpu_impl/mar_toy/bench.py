@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from cspd_ref.theory import expected_speedup
 from gpu_impl.bench import synchronize
 from gpu_impl.mar_toy.decode import (
     GenerationStats,
@@ -56,8 +57,8 @@ from gpu_impl.mar_toy.training import distil_draft, train_target
 if TYPE_CHECKING:
     from cspd_ref.stats import CheckResult
 
-__all__ = ["build_pair", "load_pair", "main", "save_pair", "theoretical_speedup",
-           "two_sample_battery"]
+__all__ = ["build_pair", "generate_images", "load_pair", "main", "save_pair", "seeded_batch",
+           "theoretical_speedup", "two_sample_battery"]
 
 PRESETS = {
     "cpu": MARToyConfig(),
@@ -70,17 +71,15 @@ PRESETS = {
 
 def theoretical_speedup(acceptance: float, gamma: int, cost_ratio: float,
                         prefill_groups: int = 0, num_groups: int | None = None) -> float:
-    """``S = (1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))`` (docs/algorithms.md §5.3;
-    ``gamma + 1`` when ``a = 1``), and with ``P`` prefilled groups of ``G`` (generated at
+    """``S = (1 - a^(gamma+1)) / ((1 - a)(gamma c + 1))`` (``cspd_ref.theory.expected_speedup``,
+    docs/algorithms.md §5.3), and with ``P`` prefilled groups of ``G`` (generated at
     target-only speed) ``G / (P + (G - P) / S)``.
 
     Examples:
         >>> round(theoretical_speedup(0.8, 3, 0.1), 3)
         2.271
     """
-    a = acceptance
-    groups = gamma + 1 if a >= 1.0 else (1 - a ** (gamma + 1)) / (1 - a)
-    s = groups / (gamma * cost_ratio + 1)
+    s = expected_speedup(acceptance, gamma, cost_ratio)
     if num_groups is None or prefill_groups == 0:
         return s
     return num_groups / (prefill_groups + (num_groups - prefill_groups) / s)
@@ -114,7 +113,9 @@ def load_pair(directory: Path, device: torch.device) -> tuple[MARToy, MARToy]:
     return draft.eval(), target.eval()
 
 
-def _batch(model: MARToy, batch: int, seed: int) -> tuple[torch.Tensor, MARNoise]:
+def seeded_batch(model: MARToy, batch: int, seed: int) -> tuple[torch.Tensor, MARNoise]:
+    """Orders, then noise, for ``batch`` images from a ``torch.Generator`` seeded with ``seed``
+    on the model's device."""
     dev = model.transformer.position.device
     generator = torch.Generator(device=dev).manual_seed(seed)
     order = random_orders(batch, model.config.num_tokens, generator=generator, device=dev)
@@ -158,7 +159,7 @@ def run_timings(draft: MARToy, target: MARToy, *, batch: int, gammas: Sequence[i
             key: GenerationStats() for key in decoders}
         target_only, others = decoders[0], decoders[1:]
         for r in range(-warmup, repeats):
-            order, noise = _batch(target, batch, 1000 + r)
+            order, noise = seeded_batch(target, batch, 1000 + r)
             before, _ = _timed(partial(run, *target_only, order, noise), device)
             if r >= 0:
                 times[target_only].append(before)
@@ -240,7 +241,7 @@ def generate_images(kind: str, draft: MARToy, target: MARToy, n: int, batch: int
     done = 0
     while done < n:
         b = min(batch, n - done)
-        order, noise = _batch(target, b, seed + done)
+        order, noise = seeded_batch(target, b, seed + done)
         if kind == "speculative":
             tokens, _ = speculative_generate(draft, target, order, noise, gamma=gamma)
         else:

@@ -236,6 +236,15 @@ class MARToy(nn.Module):
         run = self._compiled_last_step or self.head.last_step
         return run(x_T, shared_eps, z)
 
+    @classmethod
+    def seeded(cls, config: MARToyConfig, *, seed: int) -> MARToy:
+        """A freshly initialised model whose weights depend only on ``seed``: built under
+        ``torch.random.fork_rng`` with ``torch.manual_seed(seed)``, so the global generator is
+        neither read nor changed (``nn.Linear`` initialises from it)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(config)
+
     def derived_draft(self, layers: int) -> MARToy:
         """A draft built from this model: its first ``layers`` transformer blocks (to be
         distilled, ``gpu_impl.mar_toy.training.distil_draft``) and a copy of its head."""

@@ -5,8 +5,8 @@ Weights cannot be downloaded here, so the toy makes a realistic pair itself: the
 trained on smooth random fields (``synthetic_images``) with MAR's per-token diffusion loss, every
 token conditioned on the tokens of earlier groups of a random order; the draft keeps the
 target's first layers and head and is distilled to reproduce the target's conditioning ``z``.
-Everything is seeded: ``seed`` fixes the initialisation (under ``torch.random.fork_rng``, so the
-global generator is left as it was) and a ``torch.Generator`` every batch.
+Everything is seeded: ``seed`` fixes the initialisation (``MARToy.seeded``: the global generator
+is neither read nor changed) and a ``torch.Generator`` every batch.
 """
 
 from __future__ import annotations
@@ -112,9 +112,7 @@ def train_target(config: MARToyConfig, *, steps: int, batch: int, seed: int,
     scores all tokens, as the model is causal over groups)."""
     n_steps = require_int(steps, "steps", minimum=1)
     dev = torch.device(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MARToy(config).to(dev)
+    model = MARToy.seeded(config, seed=seed).to(dev)
     generator = torch.Generator(device=dev).manual_seed(seed)
 
     def batch_loss() -> Tensor:
