@@ -59,7 +59,7 @@ def test_layout_positions_are_the_groups_ranges() -> None:
     assert positions.tolist() == [3, 4, 5, 0, 1, 2]
 
 
-def test_seeded_models_neither_read_nor_change_the_global_generator() -> None:
+def test_seeded_and_derived_models_neither_read_nor_change_the_global_generator() -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
         state = torch.get_rng_state()
@@ -67,6 +67,9 @@ def test_seeded_models_neither_read_nor_change_the_global_generator() -> None:
         assert torch.equal(torch.get_rng_state(), state)
         torch.manual_seed(456)
         second = MARToy.seeded(TINY, seed=5)
+        state = torch.get_rng_state()
+        second.derived_draft(1)
+        assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
                                                  second.state_dict().values(), strict=True))
 

@@ -106,7 +106,7 @@ def save_pair(directory: Path, draft: MARToy, target: MARToy, meta: dict[str, An
 def load_pair(directory: Path, device: torch.device) -> tuple[MARToy, MARToy]:
     state = torch.load(directory / "mar_toy_pair.pt", map_location=device, weights_only=True)
     config = MARToyConfig(**state["config"])
-    target = MARToy(config).to(device)
+    target = MARToy.seeded(config, seed=0).to(device)  # every weight is loaded below
     target.load_state_dict(state["target"])
     draft = target.derived_draft(int(state["draft_layers"]))
     draft.load_state_dict(state["draft"])

@@ -105,8 +105,9 @@ class GroupCausalTransformer(nn.Module):
         toy's draft before distillation)."""
         if not 1 <= layers <= len(self.blocks):
             raise ValueError(f"layers: expected 1 .. {len(self.blocks)}, got {layers}")
-        out = GroupCausalTransformer(self.config, layers).to(self.position.device,
-                                                             self.position.dtype)
+        with torch.random.fork_rng(devices=[]):  # its initial weights are all overwritten
+            out = GroupCausalTransformer(self.config, layers).to(self.position.device,
+                                                                 self.position.dtype)
         state = {k: v for k, v in self.state_dict().items()
                  if not k.startswith("blocks.") or int(k.split(".")[1]) < layers}
         out.load_state_dict(state)
